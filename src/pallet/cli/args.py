@@ -1,0 +1,34 @@
+"""argparse set up the way docker's flags behave: `--help` only (`-h` is free for commands
+such as `run -h HOSTNAME`), errors as one line and exit 125."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from pallet.errors import InvalidArgument
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, prog: str, usage: str, description: str = "") -> None:
+        super().__init__(prog=prog, usage=f"{prog} {usage}", description=description, add_help=False,
+                         allow_abbrev=False)
+        self.add_argument("--help", action="help", help="Print usage")
+
+    def error(self, message: str) -> NoReturn:
+        raise InvalidArgument(f"{message}\nSee '{self.prog} --help'.")
+
+    def parse(self, args: list[str]) -> argparse.Namespace:
+        return self.parse_args(args)
+
+
+def requires(ns_value: list[str], prog: str, what: str, at_least: int = 1) -> None:
+    if len(ns_value) < at_least:
+        raise InvalidArgument(
+            f'"{prog}" requires at least {at_least} argument{"s" if at_least > 1 else ""}.\n'
+            f"See '{prog} --help'.\n\nUsage:  {prog} {what}")
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text)

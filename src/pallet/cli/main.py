@@ -1,0 +1,155 @@
+"""`pallet`: docker-compatible commands. Dispatches on the command name first and imports only
+that command's module, so `pallet run` pays for nothing else."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import import_module
+
+# command words -> (module under pallet.cli, function, one-line summary)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("containers", "run", "Create and run a new container from an image"),
+    "create": ("containers", "create", "Create a new container"),
+    "start": ("containers", "start", "Start one or more stopped containers"),
+    "ps": ("containers", "ps", "List containers"),
+    "rm": ("containers", "rm", "Remove one or more containers"),
+    "images": ("images", "images", "List images"),
+    "tag": ("images", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "rmi": ("images", "rmi", "Remove one or more images"),
+    "history": ("images", "history", "Show the history of an image"),
+    "load": ("images", "load", "Load an image from a tar archive or STDIN"),
+    "save": ("images", "save", "Save one or more images to a tar archive"),
+    "import": ("images", "import_", "Import the contents from a tarball to create a filesystem image"),
+    "inspect": ("inspect", "inspect", "Return low-level information on pallet objects"),
+    "version": ("system", "version", "Show the pallet version information"),
+    "info": ("system", "info", "Display system-wide information"),
+}
+
+# `pallet image ls` and friends: group word -> {subcommand -> top-level command or handler}
+GROUPS: dict[str, dict[str, tuple[str, str]]] = {
+    "image": {
+        "ls": ("images", "images"), "list": ("images", "images"), "tag": ("images", "tag"),
+        "rm": ("images", "rmi"), "remove": ("images", "rmi"), "history": ("images", "history"),
+        "inspect": ("images", "image_inspect"), "load": ("images", "load"), "save": ("images", "save"),
+        "import": ("images", "import_"), "prune": ("images", "image_prune"),
+        "bootstrap": ("images", "bootstrap"),
+    },
+    "container": {
+        "run": ("containers", "run"), "create": ("containers", "create"), "start": ("containers", "start"),
+        "ls": ("containers", "ps"), "list": ("containers", "ps"), "ps": ("containers", "ps"),
+        "rm": ("containers", "rm"), "remove": ("containers", "rm"),
+        "inspect": ("containers", "container_inspect"),
+    },
+    "system": {"info": ("system", "info")},
+}
+
+USAGE = """Usage:  pallet [OPTIONS] COMMAND
+
+A Docker-compatible container engine
+
+Options:
+      --root string      Root of pallet's persistent state (default /var/lib/pallet, env PALLET_ROOT)
+      --runroot string   Root of volatile state (default /run/pallet, env PALLET_RUNROOT)
+  -D, --debug            Print tracebacks of errors
+  -v, --version          Print version information and quit
+
+Management Commands:
+  container   Manage containers
+  image       Manage images
+  system      Manage pallet
+
+Commands:
+"""
+
+
+def _usage() -> str:
+    lines = [f"  {name:<10}  {summary}" for name, (_, _, summary) in sorted(COMMANDS.items())]
+    return USAGE + "\n".join(lines) + "\n\nRun 'pallet COMMAND --help' for more information on a command.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = False
+    while args and args[0].startswith("-"):
+        opt = args.pop(0)
+        name, eq, value = opt.partition("=")
+        if name in ("--root", "--runroot"):
+            if not eq:
+                if not args:
+                    return _fail(f"flag needs an argument: {name}", 125)
+                value = args.pop(0)
+            os.environ["PALLET_ROOT" if name == "--root" else "PALLET_RUNROOT"] = value
+        elif name in ("-D", "--debug"):
+            debug = True
+        elif name in ("-v", "--version"):
+            args = ["version", "--short"]
+            break
+        elif name in ("-h", "--help"):
+            sys.stdout.write(_usage())
+            return 0
+        else:
+            return _fail(f"unknown flag: {name}\nSee 'pallet --help'.", 125)
+    if not args:
+        sys.stdout.write(_usage())
+        return 0
+    word = args.pop(0)
+    target: tuple[str, str] | None = None
+    prog = f"pallet {word}"
+    if word in GROUPS:
+        group = GROUPS[word]
+        if not args or args[0] in ("-h", "--help"):
+            sys.stdout.write(f"Usage:  pallet {word} COMMAND\n\nCommands:\n"
+                             + "".join(f"  {k}\n" for k in sorted(group)))
+            return 0
+        sub = args.pop(0)
+        target = group.get(sub)
+        prog = f"pallet {word} {sub}"
+        if target is None:
+            return _fail(f"unknown command: {prog}\nSee 'pallet {word} --help'.", 125)
+    elif word in COMMANDS:
+        target = COMMANDS[word][:2]
+    else:
+        return _fail(f"unknown command: pallet {word}\nSee 'pallet --help'.", 125)
+    module, func = target
+    handler = getattr(import_module(f"pallet.cli.{module}"), func)
+    return run_handler(handler, prog, args, debug)
+
+
+def run_handler(handler: object, prog: str, args: list[str], debug: bool) -> int:
+    from pallet.errors import PalletError
+
+    try:
+        code: int = handler(prog, args)  # type: ignore[operator]
+        return code
+    except PalletError as e:
+        if debug:
+            raise
+        return _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:
+        if debug:
+            raise
+        return _fail(_os_error_line(e), 1)
+
+
+def _os_error_line(e: OSError) -> str:
+    import errno
+
+    if e.errno == errno.ENOSPC:
+        return "no space left on device" + (f": {e.filename}" if e.filename else "")
+    return str(e)
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"Error: {message}\n" if not message.startswith("Error") else message + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The engine: one façade for every verb. It holds no state between calls; all state is on
+disk. Stores are opened lazily so that a command touches only what it needs."""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import cached_property
+
+from pallet.images.store import ImageStore
+from pallet.state import db
+from pallet.state.paths import StatePaths
+
+
+class Engine:
+    def __init__(self, paths: StatePaths | None = None) -> None:
+        self.paths = paths or StatePaths.resolve()
+
+    @cached_property
+    def conn(self) -> sqlite3.Connection:
+        self.paths.ensure()
+        return db.connect(self.paths.db)
+
+    @cached_property
+    def images(self) -> ImageStore:
+        return ImageStore(self.paths, self.conn)

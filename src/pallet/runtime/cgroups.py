@@ -1,0 +1,293 @@
+"""cgroupfs for the built-in runtime: find the hierarchies, create a container's cgroup, apply
+`linux.resources`, join it, and remove it again. Works on v1 (with or without a hybrid v2 mount) and v2.
+
+A relative cgroupsPath is taken relative to the caller's own cgroup in each hierarchy (as runc does), an
+absolute one relative to the hierarchy's root.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+# Appended after the spec's device rules, as runc does: mknod of anything, the standard char devices,
+# ptys and tun. Docker relies on this for /dev/full and /dev/pts/*.
+RUNTIME_DEVICE_RULES: tuple[str, ...] = (
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:8 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:5 rwm",
+    "c 1:9 rwm",
+    "c 136:* rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+)
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    mountpoint: str
+    version: int  # 1 or 2
+    controllers: tuple[str, ...]  # v1: ("cpu",) or ("name=systemd",); v2: ()
+    own_path: str  # the caller's cgroup, relative to this mount's root
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.mountpoint)
+
+
+def _own_cgroups() -> dict[str, str]:
+    """Controller list (as in /proc/self/cgroup, "" for v2) -> the caller's cgroup path."""
+    out: dict[str, str] = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            out[ctrls] = path
+    return out
+
+
+def hierarchies() -> list[Hierarchy]:
+    """Every cgroup hierarchy mounted in the caller's mount namespace, first mount of each."""
+    own = _own_cgroups()
+    seen: set[tuple[int, tuple[str, ...]]] = set()
+    found: list[Hierarchy] = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            fstype, _source, superopts = (right.split() + ["", ""])[:3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            root, mountpoint = fields[3], fields[4].replace("\\040", " ")
+            if fstype == "cgroup2":
+                version, ctrls, key = 2, (), ""
+            else:
+                opts = superopts.split(",")
+                ctrls = tuple(o for o in opts if o.startswith("name=") or o in _V1_CONTROLLERS)
+                version, key = 1, ",".join(ctrls)
+            if (version, ctrls) in seen:
+                continue
+            seen.add((version, ctrls))
+            path = own.get(key, "/")
+            rel = path[len(root) :] if root != "/" and path.startswith(root) else path
+            found.append(Hierarchy(mountpoint, version, ctrls, rel or "/"))
+    return found
+
+
+_V1_CONTROLLERS = frozenset(
+    "cpu cpuacct cpuset memory devices freezer net_cls net_prio blkio perf_event hugetlb pids rdma misc".split()
+)
+
+
+def is_unified(hs: list[Hierarchy]) -> bool:
+    return any(h.version == 2 and h.mountpoint == CGROUP_ROOT for h in hs)
+
+
+def container_dir(h: Hierarchy, cgroups_path: str) -> str:
+    base = cgroups_path if cgroups_path.startswith("/") else os.path.join(h.own_path, cgroups_path)
+    return os.path.normpath(h.mountpoint + "/" + base.lstrip("/"))
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _makedirs_cpuset(path: str, mountpoint: str) -> None:
+    # A new v1 cpuset cgroup starts with empty cpus/mems and refuses tasks until they are copied down.
+    parent = os.path.dirname(path)
+    if parent != mountpoint and not os.path.isdir(parent):
+        _makedirs_cpuset(parent, mountpoint)
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not _read(f"{path}/{name}"):
+            _write(f"{path}/{name}", _read(f"{parent}/{name}"))
+
+
+def _enable_v2_controllers(h: Hierarchy, path: str, warnings: list[str]) -> None:
+    """Enable controllers in every ancestor's subtree_control between the mount root and `path`."""
+    rel = os.path.relpath(os.path.dirname(path), h.mountpoint)
+    cur = h.mountpoint
+    parts = [] if rel == "." else rel.split("/")
+    for part in ["", *parts]:
+        cur = os.path.join(cur, part) if part else cur
+        try:
+            available = _read(f"{cur}/cgroup.controllers").split()
+        except OSError:
+            return
+        for ctrl in ("cpu", "cpuset", "memory", "pids", "io"):
+            if ctrl in available:
+                try:
+                    _write(f"{cur}/cgroup.subtree_control", f"+{ctrl}")
+                except OSError as e:
+                    warnings.append(f"cgroup v2: cannot enable {ctrl} in {cur}: {e.strerror}")
+
+
+def _device_line(rule: Mapping[str, Any]) -> str:
+    def num(v: Any) -> str:
+        return "*" if v is None or v == -1 else str(v)
+
+    kind = rule.get("type") or "a"
+    if kind == "a":
+        return f"a *:* {rule.get('access') or 'rwm'}"
+    return f"{kind} {num(rule.get('major'))}:{num(rule.get('minor'))} {rule.get('access') or 'rwm'}"
+
+
+def _v1_settings(ctrls: tuple[str, ...], res: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    mem = res.get("memory") or {}
+    cpu = res.get("cpu") or {}
+    if "memory" in ctrls:
+        if mem.get("limit") is not None:
+            out.append(("memory.limit_in_bytes", str(mem["limit"])))
+        if mem.get("swap") is not None:
+            out.append(("memory.memsw.limit_in_bytes", str(mem["swap"])))
+        if mem.get("reservation") is not None:
+            out.append(("memory.soft_limit_in_bytes", str(mem["reservation"])))
+        if mem.get("swappiness") is not None:
+            out.append(("memory.swappiness", str(mem["swappiness"])))
+        if mem.get("disableOOMKiller"):
+            out.append(("memory.oom_control", "1"))
+    if "cpu" in ctrls:
+        if cpu.get("shares"):
+            out.append(("cpu.shares", str(cpu["shares"])))
+        if cpu.get("period"):
+            out.append(("cpu.cfs_period_us", str(cpu["period"])))
+        if cpu.get("quota"):
+            out.append(("cpu.cfs_quota_us", str(cpu["quota"])))
+        if cpu.get("realtimePeriod"):
+            out.append(("cpu.rt_period_us", str(cpu["realtimePeriod"])))
+        if cpu.get("realtimeRuntime"):
+            out.append(("cpu.rt_runtime_us", str(cpu["realtimeRuntime"])))
+    if "cpuset" in ctrls:
+        if cpu.get("cpus"):
+            out.append(("cpuset.cpus", cpu["cpus"]))
+        if cpu.get("mems"):
+            out.append(("cpuset.mems", cpu["mems"]))
+    if "pids" in ctrls and (res.get("pids") or {}).get("limit") is not None:
+        limit = int(res["pids"]["limit"])
+        out.append(("pids.max", str(limit) if limit > 0 else "max"))
+    if "blkio" in ctrls and (res.get("blockIO") or {}).get("weight"):
+        out.append(("blkio.weight", str(res["blockIO"]["weight"])))
+    if "devices" in ctrls and res.get("devices") is not None:
+        for rule in res["devices"]:
+            out.append(("devices.allow" if rule.get("allow") else "devices.deny", _device_line(rule)))
+        out += [("devices.allow", line) for line in RUNTIME_DEVICE_RULES]
+    return out
+
+
+def _v2_settings(res: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    mem = res.get("memory") or {}
+    cpu = res.get("cpu") or {}
+    limit = mem.get("limit")
+    if limit is not None:
+        out.append(("memory.max", "max" if limit < 0 else str(limit)))
+        swap = mem.get("swap")
+        if swap is not None:
+            out.append(("memory.swap.max", "max" if swap < 0 else str(max(swap - limit, 0))))
+    if mem.get("reservation") is not None:
+        out.append(("memory.low", str(mem["reservation"])))
+    if cpu.get("shares"):
+        # runc's conversion of v1 shares [2, 262144] to v2 weight [1, 10000].
+        out.append(("cpu.weight", str(1 + ((int(cpu["shares"]) - 2) * 9999) // 262142)))
+    if cpu.get("quota") or cpu.get("period"):
+        quota = cpu.get("quota")
+        out.append(("cpu.max", f"{quota if quota and quota > 0 else 'max'} {cpu.get('period') or 100000}"))
+    if cpu.get("cpus"):
+        out.append(("cpuset.cpus", cpu["cpus"]))
+    if cpu.get("mems"):
+        out.append(("cpuset.mems", cpu["mems"]))
+    if (res.get("pids") or {}).get("limit") is not None:
+        limit = int(res["pids"]["limit"])
+        out.append(("pids.max", str(limit) if limit > 0 else "max"))
+    return out
+
+
+def setup(cgroups_path: str, resources: Mapping[str, Any] | None, hs: list[Hierarchy]) -> list[str]:
+    """Create the container's cgroup in every hierarchy, apply `resources`, and move the caller into it.
+
+    Returns warnings (settings a v2 host couldn't take); raises OSError on anything that must not be ignored.
+    """
+    warnings: list[str] = []
+    res = resources or {}
+    unified = is_unified(hs)
+    for h in hs:
+        path = container_dir(h, cgroups_path)
+        if "cpuset" in h.controllers:
+            _makedirs_cpuset(path, h.mountpoint)
+        else:
+            os.makedirs(path, 0o755, exist_ok=True)
+        if h.version == 1:
+            settings = _v1_settings(h.controllers, res)
+        elif unified:
+            _enable_v2_controllers(h, path, warnings)
+            settings = _v2_settings(res)
+            if res.get("devices"):
+                warnings.append("cgroup v2: device rules need eBPF and are not enforced by the built-in runtime")
+        else:
+            settings = []  # the hybrid v2 mount only tracks membership
+        for name, value in settings:
+            try:
+                _write(f"{path}/{name}", value)
+            except OSError as e:
+                if e.errno == errno.ENOENT and name in ("memory.memsw.limit_in_bytes", "blkio.weight"):
+                    warnings.append(f"cgroup: {name} is not supported by this kernel; ignored")
+                    continue
+                raise OSError(e.errno, f"cgroup write {value!r}: {e.strerror}", f"{path}/{name}") from None
+        _write(f"{path}/cgroup.procs", "0")  # "0" is the writer itself, whatever its pid namespace
+    return warnings
+
+
+def _pids(path: str) -> list[int]:
+    try:
+        return [int(p) for p in _read(f"{path}/cgroup.procs").split()]
+    except OSError:
+        return []
+
+
+def remove(cgroups_path: str, hs: list[Hierarchy] | None = None, *, timeout: float = 2.0) -> None:
+    """Kill anything left in the container's cgroup and remove its directory in every hierarchy."""
+    hs = hierarchies() if hs is None else hs
+    paths = [p for p in (container_dir(h, cgroups_path) for h in hs) if os.path.isdir(p)]
+    for pid in {pid for p in paths for pid in _pids(p)}:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        # Children first: cgroup dirs can only be removed leaf-up.
+        for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda t: -t[0].count("/")):
+            while True:
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    # EBUSY while the last tasks are still exiting; retry briefly.
+                    if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.005)

@@ -1,0 +1,171 @@
+"""A container's root filesystem: an overlay mount of its image's layers (read-only, shared)
+under its own upper dir, or a private copy where overlayfs is unavailable.
+
+Layer paths go into the mount options as short relative names (layers/l/<16 hex>, resolved
+against the layers dir as the working directory) so that images with many layers stay under
+the one-page limit of mount data.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from pallet.runtime import linux
+
+SHORT = 16
+MOUNT_DATA_MAX = 4000  # a page, less room for the rest of the options
+
+
+def short_link(layers_root: Path, chain_id: str) -> str:
+    """Ensure layers/l/<short> -> ../<hex> exists; return the relative name for mount options."""
+    hexid = chain_id.split(":", 1)[-1]
+    links = layers_root / "l"
+    links.mkdir(exist_ok=True)
+    name = hexid[:SHORT]
+    try:
+        os.symlink(f"../{hexid}", links / name)
+    except FileExistsError:
+        if os.readlink(links / name) != f"../{hexid}":
+            raise OSError(errno.EEXIST, f"layer short name collision for {hexid}") from None
+    return f"l/{name}"
+
+
+def mount_overlay(layers_root: Path, chain_ids: list[str], upper: Path, work: Path, target: Path) -> None:
+    """chain_ids bottom first. An image with no layers still gets an overlay over an empty dir."""
+    upper.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
+    if chain_ids:
+        lowers = [short_link(layers_root, c) for c in reversed(chain_ids)]
+    else:
+        empty = layers_root / "empty"
+        empty.mkdir(exist_ok=True)
+        lowers = ["empty"]
+    data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},index=off"
+    if len(data) > MOUNT_DATA_MAX:
+        raise OSError(errno.E2BIG, f"too many layers for one overlay mount ({len(chain_ids)})")
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.chdir(layers_root)
+        linux.mount("overlay", str(target), "overlay", 0, data)
+    finally:
+        os.fchdir(cwd)
+        os.close(cwd)
+
+
+def overlay_supported(probe_dir: Path) -> bool:
+    """Try a throwaway overlay mount where the container dirs live."""
+    base = probe_dir / ".overlay-probe"
+    dirs = [base / d for d in ("lower", "upper", "work", "merged")]
+    try:
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        linux.mount("overlay", str(dirs[3]), "overlay", 0,
+                    f"lowerdir={dirs[0]},upperdir={dirs[1]},workdir={dirs[2]}")
+        linux.umount2(str(dirs[3]), linux.MNT_DETACH)
+        return True
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def copy_layers(layer_dirs: list[Path], target: Path) -> None:
+    """The fallback: apply each layer (bottom first) onto a plain directory, honouring overlay
+    whiteouts (0/0 char devices) and opaque directories as overlayfs would."""
+    target.mkdir(parents=True, exist_ok=True)
+    for layer in layer_dirs:
+        _apply_dir(layer, target)
+
+
+def _apply_dir(src: Path, dst: Path) -> None:
+    with os.scandir(src) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        s = Path(e.path)
+        d = dst / e.name
+        st = e.stat(follow_symlinks=False)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            _remove(d)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if d.is_symlink() or (d.exists() and not d.is_dir()):
+                _remove(d)
+            opaque = _is_opaque(s)
+            if opaque and d.is_dir():
+                shutil.rmtree(d)
+            if not d.exists():
+                os.mkdir(d)
+            _apply_dir(s, d)
+            os.chown(d, st.st_uid, st.st_gid)
+            os.chmod(d, stat.S_IMODE(st.st_mode))
+            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+            continue
+        _remove(d)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(s), d)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copyfile(s, d, follow_symlinks=False)
+        else:
+            os.mknod(d, st.st_mode, st.st_rdev)
+        os.chown(d, st.st_uid, st.st_gid, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(d, stat.S_IMODE(st.st_mode))
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _is_opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def unmount(target: Path) -> None:
+    """Detach the rootfs mount if there is one; a plain (copied) rootfs needs nothing."""
+    try:
+        linux.umount2(str(target), linux.MNT_DETACH)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+
+
+def is_mounted(target: Path) -> bool:
+    t = os.path.realpath(target)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == t for line in f)
+
+
+def make_dir_in(root: Path, path: str, uid: int, gid: int) -> None:
+    """mkdir -p of `path` inside `root`, resolving symlinks as if root were / (never escaping);
+    new directories belong to the container's user, as docker's WorkingDir does."""
+    cur = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in [p for p in path.split("/") if p and p != "."]:
+            if part == "..":
+                continue  # at worst stays at the rootfs top, like the kernel's chroot
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=cur)
+                os.chown(part, uid, gid, dir_fd=cur, follow_symlinks=False)
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    return  # a symlink on the way: the runtime resolves it inside the container
+                raise
+            os.close(cur)
+            cur = nxt
+    finally:
+        os.close(cur)

@@ -1,0 +1,121 @@
+"""The one SQLite database (WAL) holding pallet's metadata, with versioned migrations.
+
+Every pallet command is its own process, so writers serialise through SQLite's own lock:
+`BEGIN IMMEDIATE` takes the write lock up front (no upgrade deadlocks) and a long busy
+timeout waits for it instead of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 60_000
+
+# Each entry moves the schema from version i to i+1. Never edit a released entry: append.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE images (
+        id TEXT PRIMARY KEY,             -- sha256:<config digest>
+        manifest_digest TEXT,            -- the manifest this image was stored from
+        manifest_media_type TEXT,
+        created TEXT NOT NULL,           -- from the config, RFC 3339
+        size INTEGER NOT NULL,           -- sum of its layers' unpacked sizes
+        parent TEXT,                     -- local build parent, as docker shows it
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        chain_id TEXT NOT NULL,
+        PRIMARY KEY (image_id, idx)
+    );
+    CREATE INDEX image_layers_chain ON image_layers(chain_id);
+    CREATE TABLE image_blobs (           -- blobs an image keeps alive (manifest, config, layers)
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (image_id, digest)
+    );
+    CREATE INDEX image_blobs_digest ON image_blobs(digest);
+    CREATE TABLE tags (
+        name TEXT PRIMARY KEY,           -- normalised reference, docker.io/library/busybox:latest
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE INDEX tags_image ON tags(image_id);
+    CREATE TABLE repo_digests (
+        name TEXT PRIMARY KEY,           -- docker.io/library/busybox@sha256:...
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE TABLE layers (
+        chain_id TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL,
+        parent TEXT,
+        size INTEGER NOT NULL
+    );
+    CREATE TABLE containers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT,
+        image_ref TEXT NOT NULL,
+        created TEXT NOT NULL,
+        config TEXT NOT NULL,            -- JSON: Config + HostConfig as docker inspect shows them
+        state TEXT NOT NULL              -- JSON: State
+    );
+    CREATE INDEX containers_image ON containers(image_id);
+    """,
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    _migrate(conn)
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= len(MIGRATIONS):
+        return
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+    with write(conn):
+        # Re-read inside the write lock: another process may have migrated meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for i in range(version, len(MIGRATIONS)):
+            for stmt in MIGRATIONS[i].split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
+
+
+def _retry_locked(fn: Callable[[], object]) -> None:
+    # Switching journal mode ignores busy_timeout; retry it ourselves.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            fn()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+@contextmanager
+def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction: all or nothing, even if the process dies half-way."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
