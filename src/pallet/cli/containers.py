@@ -10,13 +10,30 @@ from pallet.cli.args import Parser, out, requires
 from pallet.engine.core import Engine
 from pallet.errors import InvalidArgument, PalletError
 
-PS_TABLE = [("CONTAINER ID", "{{.ID}}"), ("IMAGE", "{{.Image}}"), ("COMMAND", "{{.Command}}"),
-            ("CREATED", "{{.RunningFor}}"), ("STATUS", "{{.Status}}"), ("PORTS", "{{.Ports}}"),
-            ("NAMES", "{{.Names}}")]
-PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
-              "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
-              "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS", "Size": "SIZE",
-              "State": "STATE"}
+PS_TABLE = [
+    ("CONTAINER ID", "{{.ID}}"),
+    ("IMAGE", "{{.Image}}"),
+    ("COMMAND", "{{.Command}}"),
+    ("CREATED", "{{.RunningFor}}"),
+    ("STATUS", "{{.Status}}"),
+    ("PORTS", "{{.Ports}}"),
+    ("NAMES", "{{.Names}}"),
+]
+PS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "RunningFor": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Status": "STATUS",
+    "Ports": "PORTS",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Mounts": "MOUNTS",
+    "Networks": "NETWORKS",
+    "Size": "SIZE",
+    "State": "STATE",
+}
 
 
 def _create_parser(prog: str, usage: str) -> Parser:
@@ -173,8 +190,9 @@ def run(prog: str, args: list[str]) -> int:
     from pallet.cli.attach import attached_start
 
     try:
-        return attached_start(engine, cid, stdin=ns.interactive,
-                              sig_proxy=ns.sig_proxy.lower() not in ("false", "0"))
+        return attached_start(
+            engine, cid, stdin=ns.interactive, sig_proxy=ns.sig_proxy.lower() not in ("false", "0")
+        )
     except PalletError as e:
         if ns.rm:
             try:
@@ -209,8 +227,9 @@ def start(prog: str, args: list[str]) -> int:
         from pallet.cli.attach import attached_start
         from pallet.engine.containers import lookup
 
-        return attached_start(engine, lookup(engine, ns.containers[0]).id, stdin=ns.interactive,
-                              sig_proxy=True)
+        return attached_start(
+            engine, lookup(engine, ns.containers[0]).id, stdin=ns.interactive, sig_proxy=True
+        )
     code = 0
     for ref in ns.containers:
         try:

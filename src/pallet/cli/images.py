@@ -14,12 +14,24 @@ from pallet.engine import images as verbs
 from pallet.engine.core import Engine
 from pallet.errors import InvalidArgument, PalletError
 
-IMAGES_TABLE = [("REPOSITORY", "{{.Repository}}"), ("TAG", "{{.Tag}}"), ("IMAGE ID", "{{.ID}}"),
-                ("CREATED", "{{.CreatedSince}}"), ("SIZE", "{{.Size}}")]
+IMAGES_TABLE = [
+    ("REPOSITORY", "{{.Repository}}"),
+    ("TAG", "{{.Tag}}"),
+    ("IMAGE ID", "{{.ID}}"),
+    ("CREATED", "{{.CreatedSince}}"),
+    ("SIZE", "{{.Size}}"),
+]
 IMAGES_TABLE_DIGESTS = IMAGES_TABLE[:2] + [("DIGEST", "{{.Digest}}")] + IMAGES_TABLE[2:]
-IMAGE_HEADERS = {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
-                 "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "Size": "SIZE",
-                 "Containers": "CONTAINERS"}
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "Size": "SIZE",
+    "Containers": "CONTAINERS",
+}
 
 
 def images(prog: str, args: list[str]) -> int:
@@ -57,14 +69,24 @@ def images(prog: str, args: list[str]) -> int:
 
 
 def _image_fields(r: verbs.ImageRow, no_trunc: bool) -> dict[str, Any]:
-    return {"Containers": str(r.containers) if r.containers else "N/A",
-            "CreatedAt": r.record.created, "CreatedSince": ago(r.record.created),
-            "Digest": r.digest, "ID": r.record.id if no_trunc else r.record.short_id,
-            "Repository": r.repository, "SharedSize": "N/A", "Size": human_size(r.record.size),
-            "Tag": r.tag, "UniqueSize": "N/A", "VirtualSize": human_size(r.record.size)}
+    return {
+        "Containers": str(r.containers) if r.containers else "N/A",
+        "CreatedAt": r.record.created,
+        "CreatedSince": ago(r.record.created),
+        "Digest": r.digest,
+        "ID": r.record.id if no_trunc else r.record.short_id,
+        "Repository": r.repository,
+        "SharedSize": "N/A",
+        "Size": human_size(r.record.size),
+        "Tag": r.tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": human_size(r.record.size),
+    }
 
 
-def _image_matches(engine: Engine, r: verbs.ImageRow, filters: dict[str, list[str]], match_label: Any) -> bool:
+def _image_matches(
+    engine: Engine, r: verbs.ImageRow, filters: dict[str, list[str]], match_label: Any
+) -> bool:
     from fnmatch import fnmatchcase
 
     if "dangling" in filters:
@@ -96,7 +118,7 @@ def tag(prog: str, args: list[str]) -> int:
     p.add_argument("names", nargs="*")
     ns = p.parse(args)
     if len(ns.names) != 2:
-        raise InvalidArgument(f'"{prog}" requires exactly 2 arguments.\nSee \'{prog} --help\'.')
+        raise InvalidArgument(f"\"{prog}\" requires exactly 2 arguments.\nSee '{prog} --help'.")
     verbs.tag(Engine(), ns.names[0], ns.names[1])
     return 0
 
@@ -131,24 +153,41 @@ def history(prog: str, args: list[str]) -> int:
     human = ns.human.lower() not in ("false", "0")
     entries = verbs.history(Engine(), ns.image)
     if ns.quiet:
-        out("".join((e["Id"] if ns.no_trunc or e["Id"] == "<missing>" else e["Id"][7:19]) + "\n"
-                    for e in entries))
+        out(
+            "".join(
+                (e["Id"] if ns.no_trunc or e["Id"] == "<missing>" else e["Id"][7:19]) + "\n" for e in entries
+            )
+        )
         return 0
     rows = []
     for e in entries:
         created_by = e["CreatedBy"]
         if not ns.no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        rows.append({"ID": e["Id"] if ns.no_trunc or e["Id"] == "<missing>" else e["Id"][7:19],
-                     "CreatedSince": ago(e["Created"]) if human else e["Created"],
-                     "CreatedAt": e["Created"], "CreatedBy": created_by,
-                     "Size": human_size(e["Size"]) if human else str(e["Size"]), "Comment": e["Comment"]})
+        rows.append(
+            {
+                "ID": e["Id"] if ns.no_trunc or e["Id"] == "<missing>" else e["Id"][7:19],
+                "CreatedSince": ago(e["Created"]) if human else e["Created"],
+                "CreatedAt": e["Created"],
+                "CreatedBy": created_by,
+                "Size": human_size(e["Size"]) if human else str(e["Size"]),
+                "Comment": e["Comment"],
+            }
+        )
     from pallet.cli.format import format_rows
 
-    table = [("IMAGE", "{{.ID}}"), ("CREATED", "{{.CreatedSince}}"), ("CREATED BY", "{{.CreatedBy}}"),
-             ("SIZE", "{{.Size}}"), ("COMMENT", "{{.Comment}}")]
-    out(format_rows(ns.format, rows, table, {"ID": "IMAGE", "CreatedSince": "CREATED",
-                                             "CreatedBy": "CREATED BY"}))
+    table = [
+        ("IMAGE", "{{.ID}}"),
+        ("CREATED", "{{.CreatedSince}}"),
+        ("CREATED BY", "{{.CreatedBy}}"),
+        ("SIZE", "{{.Size}}"),
+        ("COMMENT", "{{.Comment}}"),
+    ]
+    out(
+        format_rows(
+            ns.format, rows, table, {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY"}
+        )
+    )
     return 0
 
 
@@ -177,8 +216,8 @@ def print_inspect(getters: list[Any], fmt: str | None) -> int:
         out("".join(render(fmt, obj) + "\n" for obj in found))
     else:
         out(json.dumps(found, indent=4) + "\n")
-    for e in errors:
-        sys.stderr.write(f"Error: {e}\n")
+    for message in errors:
+        sys.stderr.write(f"Error: {message}\n")
     return 1 if errors else 0
 
 
@@ -189,8 +228,11 @@ def image_prune(prog: str, args: list[str]) -> int:
     p.add_argument("--filter", action="append", default=[])
     ns = p.parse(args)
     if not ns.force:
-        warning = ("WARNING! This will remove all images without at least one container associated to them."
-                   if ns.all else "WARNING! This will remove all dangling images.")
+        warning = (
+            "WARNING! This will remove all images without at least one container associated to them."
+            if ns.all
+            else "WARNING! This will remove all dangling images."
+        )
         sys.stdout.write(warning + "\nAre you sure you want to continue? [y/N] ")
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
@@ -276,21 +318,24 @@ def import_(prog: str, args: list[str]) -> int:
     requires([ns.source] if ns.source else [], prog, "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]")
     engine = Engine()
     if ns.source == "-":
-        image_id = verbs.import_rootfs(engine, sys.stdin.buffer, changes=ns.change, message=ns.message,
-                                       tag=ns.reference)
+        image_id = verbs.import_rootfs(
+            engine, sys.stdin.buffer, changes=ns.change, message=ns.message, tag=ns.reference
+        )
     elif "://" in ns.source:
         raise InvalidArgument(f"importing from a URL is not supported here: {ns.source}")
     else:
         with _open_input(ns.source) as f:
-            image_id = verbs.import_rootfs(engine, f, changes=ns.change, message=ns.message,
-                                           tag=ns.reference)
+            image_id = verbs.import_rootfs(engine, f, changes=ns.change, message=ns.message, tag=ns.reference)
     out(image_id + "\n")
     return 0
 
 
 def bootstrap(prog: str, args: list[str]) -> int:
-    p = Parser(prog, "[OPTIONS] busybox|debian[:SUITE]",
-               "Build a base image from this machine's distribution packages (no registry needed)")
+    p = Parser(
+        prog,
+        "[OPTIONS] busybox|debian[:SUITE]",
+        "Build a base image from this machine's distribution packages (no registry needed)",
+    )
     p.add_argument("-t", "--tag")
     p.add_argument("--cache-dir")
     p.add_argument("base", nargs="?")

@@ -54,7 +54,7 @@ def info(prog: str, args: list[str]) -> int:
     recs = records.all_records(engine.conn)
     running = sum(1 for r in recs if r.state.get("Running"))
     data = {"Containers": len(recs), "ContainersRunning": running, "ContainersPaused": 0,
-            "ContainersStopped": len(recs) - running, "Images": len(engine.images.list()),
+            "ContainersStopped": len(recs) - running, "Images": len(engine.images.all()),
             "Driver": "overlay2", "DockerRootDir": str(engine.paths.root), "ServerVersion": _version(),
             "OperatingSystem": platform.platform(), "KernelVersion": platform.release(),
             "Architecture": platform.machine(), "DefaultRuntime": "pallet",

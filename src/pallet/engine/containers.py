@@ -44,7 +44,7 @@ def create(engine: Engine, body: dict[str, Any], name: str | None = None) -> str
         raise InvalidArgument(f"runtime {runtime!r} is not installed (no {runtime} in PATH)")
     host_config["Runtime"] = runtime
     if name is not None and not _NAME.match(name):
-        raise InvalidArgument(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+        raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     image_name = body.get("Image") or ""
     if not image_name:
         raise InvalidArgument("no image specified")
@@ -66,8 +66,15 @@ def create(engine: Engine, body: dict[str, Any], name: str | None = None) -> str
     cid = secrets.token_hex(32)
     config["Hostname"] = config.get("Hostname") or cid[:12]
     config["Image"] = image_name
-    rec = ContainerRecord(cid, "", image.id, image_name, now_rfc3339(),
-                          {"Config": config, "HostConfig": host_config}, initial_state())
+    rec = ContainerRecord(
+        cid,
+        "",
+        image.id,
+        image_name,
+        now_rfc3339(),
+        {"Config": config, "HostConfig": host_config},
+        initial_state(),
+    )
     cdir = engine.paths.container_dir(cid)
     cdir.mkdir(parents=True)
     try:
@@ -84,8 +91,11 @@ def _insert_named(engine: Engine, rec: ContainerRecord, name: str | None) -> Non
     from pallet.engine.names import random_name
 
     for _ in range(20):
-        rec.name = name.lstrip("/") if name else random_name(
-            {r[0] for r in engine.conn.execute("SELECT name FROM containers")})
+        rec.name = (
+            name.lstrip("/")
+            if name
+            else random_name({r[0] for r in engine.conn.execute("SELECT name FROM containers")})
+        )
         try:
             records.insert(engine.conn, rec)
             return
@@ -93,9 +103,11 @@ def _insert_named(engine: Engine, rec: ContainerRecord, name: str | None) -> Non
             if name:
                 other = records.find(engine.conn, rec.name)
                 owner = other[0].id if other else "?"
-                raise Conflict(f'Conflict. The container name "/{rec.name}" is already in use by container '
-                               f'"{owner}". You have to remove (or rename) that container to be able to '
-                               "reuse that name.") from None
+                raise Conflict(
+                    f'Conflict. The container name "/{rec.name}" is already in use by container '
+                    f'"{owner}". You have to remove (or rename) that container to be able to '
+                    "reuse that name."
+                ) from None
     raise PalletError("could not pick a free container name")
 
 
@@ -159,8 +171,10 @@ def remove(engine: Engine, ref: str, *, force: bool = False) -> str:
         rec = refresh(engine, rec)
         if rec.state.get("Running"):
             if not force:
-                raise Conflict(f"cannot remove container \"/{rec.name}\": container is running: stop the "
-                               "container before removing or force remove")
+                raise Conflict(
+                    f'cannot remove container "/{rec.name}": container is running: stop the '
+                    "container before removing or force remove"
+                )
             kill_and_wait(engine, rec)
         _cleanup_files(engine, rec)
         records.delete(engine.conn, rec.id)
@@ -206,11 +220,23 @@ def inspect(engine: Engine, ref: str) -> dict[str, Any]:
         "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": hc,
-        "GraphDriver": {"Data": {"LowerDir": lower, "MergedDir": str(cdir / "rootfs"),
-                                 "UpperDir": str(cdir / "upper"), "WorkDir": str(cdir / "work")},
-                        "Name": "overlay2"},
+        "GraphDriver": {
+            "Data": {
+                "LowerDir": lower,
+                "MergedDir": str(cdir / "rootfs"),
+                "UpperDir": str(cdir / "upper"),
+                "WorkDir": str(cdir / "work"),
+            },
+            "Name": "overlay2",
+        },
         "Mounts": [],
         "Config": cfg,
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False, "Ports": {},
-                            "SandboxKey": "", "Networks": {}},
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "HairpinMode": False,
+            "Ports": {},
+            "SandboxKey": "",
+            "Networks": {},
+        },
     }

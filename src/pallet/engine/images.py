@@ -11,16 +11,37 @@ from pallet.engine.core import Engine
 from pallet.images.store import ImageRecord
 from pallet.oci import reference as refs
 
-_CONFIG_KEYS = ["Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
-                "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck",
-                "ArgsEscaped", "Image", "Volumes", "WorkingDir", "Entrypoint", "OnBuild", "Labels",
-                "StopSignal", "Shell"]
+_CONFIG_KEYS = [
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "Shell",
+]
 _OMIT_EMPTY = {"ExposedPorts", "Healthcheck", "ArgsEscaped", "StopSignal", "Shell"}
 
 
 @dataclass
 class ImageRow:
     """One line of `images`: an image under one of its names (or <none>)."""
+
     record: ImageRecord
     repository: str
     tag: str
@@ -31,10 +52,13 @@ class ImageRow:
 def list_images(engine: Engine, *, all_images: bool = False) -> list[ImageRow]:
     store = engine.images
     rows: list[ImageRow] = []
-    parents = {r[0] for r in engine.conn.execute("SELECT DISTINCT parent FROM images WHERE parent IS NOT NULL")}
-    counts = dict(engine.conn.execute(
-        "SELECT image_id, COUNT(*) FROM containers GROUP BY image_id").fetchall())
-    for rec in store.list():
+    parents = {
+        r[0] for r in engine.conn.execute("SELECT DISTINCT parent FROM images WHERE parent IS NOT NULL")
+    }
+    counts = dict(
+        engine.conn.execute("SELECT image_id, COUNT(*) FROM containers GROUP BY image_id").fetchall()
+    )
+    for rec in store.all():
         n = counts.get(rec.id, 0)
         digests = {_repo(d): d.split("@", 1)[1] for d in rec.repo_digests}
         if not rec.tags:
@@ -49,8 +73,9 @@ def list_images(engine: Engine, *, all_images: bool = False) -> list[ImageRow]:
             continue
         for t in rec.tags:
             ref = refs.parse(t)
-            rows.append(ImageRow(rec, ref.familiar_name, ref.tag or "<none>",
-                                 digests.get(ref.name, "<none>"), n))
+            rows.append(
+                ImageRow(rec, ref.familiar_name, ref.tag or "<none>", digests.get(ref.name, "<none>"), n)
+            )
     return rows
 
 
@@ -87,8 +112,12 @@ def inspect_image(engine: Engine, name: str) -> dict[str, Any]:
         "Os": cfg.get("os", ""),
         "Size": rec.size,
         "GraphDriver": {
-            "Data": {"LowerDir": ":".join(reversed(layer_dirs[:-1])) or None,
-                     "UpperDir": layer_dirs[-1] if layer_dirs else None} if layer_dirs else None,
+            "Data": {
+                "LowerDir": ":".join(reversed(layer_dirs[:-1])) or None,
+                "UpperDir": layer_dirs[-1] if layer_dirs else None,
+            }
+            if layer_dirs
+            else None,
             "Name": "overlay2",
         },
         "RootFS": {"Type": "layers", "Layers": cfg.get("rootfs", {}).get("diff_ids", [])},
@@ -120,10 +149,16 @@ def history(engine: Engine, name: str) -> list[dict[str, Any]]:
         if not h.get("empty_layer"):
             size = diff_sizes[layer_i] if layer_i < len(diff_sizes) else 0
             layer_i += 1
-        out.append({"Id": rec.id if i == len(entries) - 1 else "<missing>",
-                    "Created": h.get("created", ""), "CreatedBy": h.get("created_by", ""),
-                    "Size": size, "Comment": h.get("comment", ""),
-                    "Tags": [refs.parse(t).familiar() for t in rec.tags] if i == len(entries) - 1 else None})
+        out.append(
+            {
+                "Id": rec.id if i == len(entries) - 1 else "<missing>",
+                "Created": h.get("created", ""),
+                "CreatedBy": h.get("created_by", ""),
+                "Size": size,
+                "Comment": h.get("comment", ""),
+                "Tags": [refs.parse(t).familiar() for t in rec.tags] if i == len(entries) - 1 else None,
+            }
+        )
     out.reverse()
     return out
 
@@ -153,7 +188,7 @@ def prune(engine: Engine, *, all_images: bool = False) -> tuple[list[str], int]:
     changed = True
     while changed:  # removing a child can make its parent dangling
         changed = False
-        for rec in store.list():
+        for rec in store.all():
             if rec.id in used or store.children(rec.id):
                 continue
             if rec.tags and not all_images:
@@ -203,8 +238,9 @@ def save(engine: Engine, names: list[str], out: BinaryIO) -> None:
     archive.save(engine.images, names, out)
 
 
-def import_rootfs(engine: Engine, source: BinaryIO, *, changes: list[str], message: str | None,
-                  tag: str | None) -> str:
+def import_rootfs(
+    engine: Engine, source: BinaryIO, *, changes: list[str], message: str | None, tag: str | None
+) -> str:
     from pallet.images import importer
 
     return importer.import_rootfs(engine.images, source, changes=changes, message=message, tag=tag)

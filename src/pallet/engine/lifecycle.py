@@ -54,14 +54,28 @@ def refresh(engine: Engine, rec: ContainerRecord) -> ContainerRecord:
     if not st.get("Running") or _monitor_alive(engine, rec.id):
         return rec
     pid = int(st.get("Pid") or 0)
-    alive = pid > 0 and _process_start_time(pid) is not None and st.get("PidStart") == _process_start_time(pid)
+    alive = (
+        pid > 0 and _process_start_time(pid) is not None and st.get("PidStart") == _process_start_time(pid)
+    )
     if alive:
         if not st.get("Error"):
             rec.state = records.update_state(engine.conn, rec.id, Error="monitor process died") or st
         return rec
-    rec.state = records.update_state(
-        engine.conn, rec.id, Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
-        ExitCode=255, FinishedAt=now_rfc3339(), Error="container monitor died") or st
+    rec.state = (
+        records.update_state(
+            engine.conn,
+            rec.id,
+            Status="exited",
+            Running=False,
+            Paused=False,
+            Restarting=False,
+            Pid=0,
+            ExitCode=255,
+            FinishedAt=now_rfc3339(),
+            Error="container monitor died",
+        )
+        or st
+    )
     from pallet.runtime import rootfs
 
     try:
@@ -99,8 +113,15 @@ def _undo_start(engine: Engine, rec: ContainerRecord, error: str) -> None:
     except OSError:
         pass
     never_started = str(rec.state.get("StartedAt", "")).startswith("0001")
-    records.update_state(engine.conn, rec.id, Status="created" if never_started else "exited", Running=False,
-                         Pid=0, ExitCode=128, Error=error)
+    records.update_state(
+        engine.conn,
+        rec.id,
+        Status="created" if never_started else "exited",
+        Running=False,
+        Pid=0,
+        ExitCode=128,
+        Error=error,
+    )
 
 
 def prepare_bundle(engine: Engine, rec: ContainerRecord) -> Any:
@@ -129,10 +150,18 @@ def prepare_bundle(engine: Engine, rec: ContainerRecord) -> Any:
         if not any(e.startswith("HOME=") for e in env):
             env.append(f"HOME={user.home}")
         args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
-        spec = default_spec(args=args, env=env, cwd=workdir, hostname=cfg.get("Hostname") or rec.id[:12],
-                            domainname=cfg.get("Domainname") or "", user=(user.uid, user.gid, user.groups),
-                            terminal=bool(cfg.get("Tty")), readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
-                            cgroups_path=f"/pallet/{rec.id}", extra_mounts=etc_mounts)
+        spec = default_spec(
+            args=args,
+            env=env,
+            cwd=workdir,
+            hostname=cfg.get("Hostname") or rec.id[:12],
+            domainname=cfg.get("Domainname") or "",
+            user=(user.uid, user.gid, user.groups),
+            terminal=bool(cfg.get("Tty")),
+            readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+            cgroups_path=f"/pallet/{rec.id}",
+            extra_mounts=etc_mounts,
+        )
         _write_atomic(cdir / "config.json", json.dumps(spec).encode())
     except BaseException:
         rootfs.unmount(target)
@@ -141,10 +170,18 @@ def prepare_bundle(engine: Engine, rec: ContainerRecord) -> Any:
     run_dir.mkdir(parents=True, exist_ok=True)
     runtime = hc.get("Runtime") or "pallet"
     return MonitorSpec(
-        container_id=rec.id, bundle=cdir, runtime="builtin" if runtime == "pallet" else runtime,
-        runtime_root=engine.paths.runroot / "runtimes" / runtime, db_path=engine.paths.db,
-        log_path=cdir / f"{rec.id}-json.log", rootfs=target, auto_remove=bool(hc.get("AutoRemove")),
-        open_stdin=bool(cfg.get("OpenStdin")), container_dir=cdir, run_dir=run_dir)
+        container_id=rec.id,
+        bundle=cdir,
+        runtime="builtin" if runtime == "pallet" else runtime,
+        runtime_root=engine.paths.runroot / "runtimes" / runtime,
+        db_path=engine.paths.db,
+        log_path=cdir / f"{rec.id}-json.log",
+        rootfs=target,
+        auto_remove=bool(hc.get("AutoRemove")),
+        open_stdin=bool(cfg.get("OpenStdin")),
+        container_dir=cdir,
+        run_dir=run_dir,
+    )
 
 
 def _use_overlay(engine: Engine) -> bool:
@@ -161,14 +198,18 @@ def _use_overlay(engine: Engine) -> bool:
 def _write_etc_files(cdir: Path, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     hostname = cfg.get("Hostname") or ""
     _write_atomic(cdir / "hostname", f"{hostname}\n".encode())
-    hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-             "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+    hosts = (
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+    )
     _write_atomic(cdir / "hosts", hosts.encode())
     if not (cdir / "resolv.conf").exists():
         _write_atomic(cdir / "resolv.conf", _resolv_conf())
     opts = ["rbind", "rprivate"]
-    return [{"destination": f"/etc/{n}", "type": "bind", "source": str(cdir / n), "options": list(opts)}
-            for n in ("resolv.conf", "hostname", "hosts")]
+    return [
+        {"destination": f"/etc/{n}", "type": "bind", "source": str(cdir / n), "options": list(opts)}
+        for n in ("resolv.conf", "hostname", "hosts")
+    ]
 
 
 def _resolv_conf() -> bytes:
@@ -178,8 +219,13 @@ def _resolv_conf() -> bytes:
         lines = Path("/etc/resolv.conf").read_text().splitlines()
     except OSError:
         lines = []
-    kept = [ln for ln in lines if ln.strip() and not ln.startswith("#")
-            and not (ln.startswith("nameserver") and ("127." in ln or "::1" in ln))]
+    kept = [
+        ln
+        for ln in lines
+        if ln.strip()
+        and not ln.startswith("#")
+        and not (ln.startswith("nameserver") and ("127." in ln or "::1" in ln))
+    ]
     return ("\n".join(kept) + "\n").encode() if kept else b""
 
 

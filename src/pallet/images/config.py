@@ -160,7 +160,7 @@ def _pairs(name: str, rest: str, env: dict[str, str]) -> list[tuple[str, str]]:
     out = []
     for w in words:
         if "=" not in w:
-            raise ChangeError(f"Syntax error - can't find = in {w!r}. Must be of the form: name=value")
+            raise ChangeError(f"Syntax error - can't find = in \"{w}\". Must be of the form: name=value")
         k, v = w.split("=", 1)
         out.append((_expand(k, env), _expand(v, env)))
     return out

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from types import TracebackType
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 from pallet.oci.digest import hex_of, validate

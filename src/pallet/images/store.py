@@ -59,7 +59,7 @@ class ImageRecord:
     created: str
     size: int
     chain_ids: list[str]
-    tags: list[str] = field(default_factory=list)          # normalised references
+    tags: list[str] = field(default_factory=list)  # normalised references
     repo_digests: list[str] = field(default_factory=list)
     manifest_digest: str | None = None
     parent: str | None = None
@@ -88,22 +88,35 @@ class ImageStore:
     def has_layer(self, chain_id: str) -> bool:
         return self.layer_dir(chain_id).is_dir()
 
-    def ingest_layer(self, stream: BinaryIO, parent_chain: str | None, *, keep_blob: bool = True,
-                     expected_blob: str | None = None, media_type: str = mt.OCI_LAYER) -> LayerRecord:
+    def ingest_layer(
+        self,
+        stream: BinaryIO,
+        parent_chain: str | None,
+        *,
+        keep_blob: bool = True,
+        expected_blob: str | None = None,
+        media_type: str = mt.OCI_LAYER,
+    ) -> LayerRecord:
         """Unpack one layer stream (read once: hashed into a blob while it is unpacked).
         Call inside writing(); register the result with add_image() in the same lock."""
         writer = self.content.writer() if keep_blob else None
         tmp = Path(tempfile.mkdtemp(prefix="unpack-", dir=self.paths.layers))
         try:
-            src: BinaryIO = _TeeReader(stream, writer) if writer else stream
+            src: Any = _TeeReader(stream, writer) if writer else stream
             res = layerfs.unpack_layer(src, tmp)
             if writer:
                 _drain(src)
             chain = layerfs.chain_ids([parent_chain, res.diff_id])[1] if parent_chain else res.diff_id
             blob = writer.commit(expected_blob) if writer else None
             self._place_layer(tmp, chain)
-            return LayerRecord(chain, res.diff_id, res.size, blob.digest if blob else None,
-                               blob.size if blob else 0, media_type)
+            return LayerRecord(
+                chain,
+                res.diff_id,
+                res.size,
+                blob.digest if blob else None,
+                blob.size if blob else 0,
+                media_type,
+            )
         finally:
             if writer:
                 writer.abort()
@@ -120,10 +133,18 @@ class ImageStore:
             if not final.exists():
                 raise
 
-    def add_image(self, config: bytes, layer_records: list[LayerRecord], *, manifest: bytes | None = None,
-                  manifest_media_type: str | None = None, tags: Sequence[str] = (),
-                  repo_digest_names: Sequence[str] = (), parent: str | None = None,
-                  extra_blobs: Sequence[str] = ()) -> str:
+    def add_image(
+        self,
+        config: bytes,
+        layer_records: list[LayerRecord],
+        *,
+        manifest: bytes | None = None,
+        manifest_media_type: str | None = None,
+        tags: Sequence[str] = (),
+        repo_digest_names: Sequence[str] = (),
+        parent: str | None = None,
+        extra_blobs: Sequence[str] = (),
+    ) -> str:
         """Store config and manifest blobs and register the image with its tags. Returns the ID."""
         cfg = json.loads(config)
         diff_ids = cfg.get("rootfs", {}).get("diff_ids", [])
@@ -141,30 +162,42 @@ class ImageStore:
         with db.write(self.conn) as c:
             parent_chain = None
             for layer in layer_records:
-                c.execute("INSERT OR IGNORE INTO layers(chain_id, diff_id, parent, size) VALUES (?,?,?,?)",
-                          (layer.chain_id, layer.diff_id, parent_chain, layer.size))
+                c.execute(
+                    "INSERT OR IGNORE INTO layers(chain_id, diff_id, parent, size) VALUES (?,?,?,?)",
+                    (layer.chain_id, layer.diff_id, parent_chain, layer.size),
+                )
                 parent_chain = layer.chain_id
             exists = c.execute("SELECT 1 FROM images WHERE id=?", (image_id,)).fetchone()
             if not exists:
-                c.execute("INSERT INTO images(id, manifest_digest, manifest_media_type, created, size, parent,"
-                          " added_at) VALUES (?,?,?,?,?,?,?)",
-                          (image_id, manifest_digest, manifest_media_type, created, size, parent, time.time()))
-                c.executemany("INSERT INTO image_layers(image_id, idx, chain_id) VALUES (?,?,?)",
-                              [(image_id, i, layer.chain_id) for i, layer in enumerate(layer_records)])
+                c.execute(
+                    "INSERT INTO images(id, manifest_digest, manifest_media_type, created, size, parent,"
+                    " added_at) VALUES (?,?,?,?,?,?,?)",
+                    (image_id, manifest_digest, manifest_media_type, created, size, parent, time.time()),
+                )
+                c.executemany(
+                    "INSERT INTO image_layers(image_id, idx, chain_id) VALUES (?,?,?)",
+                    [(image_id, i, layer.chain_id) for i, layer in enumerate(layer_records)],
+                )
             elif manifest_digest:
-                c.execute("UPDATE images SET manifest_digest=?, manifest_media_type=? WHERE id=?",
-                          (manifest_digest, manifest_media_type, image_id))
-            c.executemany("INSERT OR IGNORE INTO image_blobs(image_id, digest) VALUES (?,?)",
-                          [(image_id, d) for d in blobs])
+                c.execute(
+                    "UPDATE images SET manifest_digest=?, manifest_media_type=? WHERE id=?",
+                    (manifest_digest, manifest_media_type, image_id),
+                )
+            c.executemany(
+                "INSERT OR IGNORE INTO image_blobs(image_id, digest) VALUES (?,?)",
+                [(image_id, d) for d in blobs],
+            )
             for name in tags:
                 c.execute("INSERT OR REPLACE INTO tags(name, image_id) VALUES (?,?)", (name, image_id))
             for name in repo_digest_names:
-                c.execute("INSERT OR REPLACE INTO repo_digests(name, image_id) VALUES (?,?)", (name, image_id))
+                c.execute(
+                    "INSERT OR REPLACE INTO repo_digests(name, image_id) VALUES (?,?)", (name, image_id)
+                )
         return image_id
 
     # ---- reading -------------------------------------------------------------------------
 
-    def list(self) -> list[ImageRecord]:
+    def all(self) -> list[ImageRecord]:
         rows = self.conn.execute("SELECT * FROM images ORDER BY added_at DESC").fetchall()
         return self._records(rows)
 
@@ -178,14 +211,27 @@ class ImageStore:
         out = []
         for r in rows:
             iid = r["id"]
-            chains = [x[0] for x in self.conn.execute(
-                "SELECT chain_id FROM image_layers WHERE image_id=? ORDER BY idx", (iid,))]
-            tags = [x[0] for x in self.conn.execute(
-                "SELECT name FROM tags WHERE image_id=? ORDER BY name", (iid,))]
-            digests = [x[0] for x in self.conn.execute(
-                "SELECT name FROM repo_digests WHERE image_id=? ORDER BY name", (iid,))]
-            out.append(ImageRecord(iid, r["created"], r["size"], chains, tags, digests,
-                                   r["manifest_digest"], r["parent"]))
+            chains = [
+                x[0]
+                for x in self.conn.execute(
+                    "SELECT chain_id FROM image_layers WHERE image_id=? ORDER BY idx", (iid,)
+                )
+            ]
+            tags = [
+                x[0]
+                for x in self.conn.execute("SELECT name FROM tags WHERE image_id=? ORDER BY name", (iid,))
+            ]
+            digests = [
+                x[0]
+                for x in self.conn.execute(
+                    "SELECT name FROM repo_digests WHERE image_id=? ORDER BY name", (iid,)
+                )
+            ]
+            out.append(
+                ImageRecord(
+                    iid, r["created"], r["size"], chains, tags, digests, r["manifest_digest"], r["parent"]
+                )
+            )
         return out
 
     def config(self, image_id: str) -> dict[str, Any]:
@@ -202,8 +248,9 @@ class ImageStore:
     def lookup_id(self, name: str) -> str | None:
         hexpart = name[7:] if name.startswith("sha256:") else name
         if refs.is_image_id_prefix(name):
-            rows = self.conn.execute("SELECT id FROM images WHERE id LIKE ?",
-                                     ("sha256:" + hexpart + "%",)).fetchall()
+            rows = self.conn.execute(
+                "SELECT id FROM images WHERE id LIKE ?", ("sha256:" + hexpart + "%",)
+            ).fetchall()
             if len(rows) == 1:
                 return str(rows[0][0])
             if len(rows) > 1 and len(hexpart) < 64:
@@ -215,10 +262,14 @@ class ImageStore:
                 return None
             raise
         if ref.digest:
-            row = self.conn.execute("SELECT image_id FROM repo_digests WHERE name=?",
-                                    (f"{ref.name}@{ref.digest}",)).fetchone()
-            if row is None and ref.digest and self.conn.execute(
-                    "SELECT 1 FROM images WHERE id=?", (ref.digest,)).fetchone():
+            row = self.conn.execute(
+                "SELECT image_id FROM repo_digests WHERE name=?", (f"{ref.name}@{ref.digest}",)
+            ).fetchone()
+            if (
+                row is None
+                and ref.digest
+                and self.conn.execute("SELECT 1 FROM images WHERE id=?", (ref.digest,)).fetchone()
+            ):
                 return ref.digest
             return str(row[0]) if row else None
         row = self.conn.execute("SELECT image_id FROM tags WHERE name=?", (str(ref),)).fetchone()
@@ -259,7 +310,8 @@ class ImageStore:
                 if not others and users and not force:
                     raise ImageConflict(
                         f'conflict: unable to remove repository reference "{name}" (must force) - '
-                        f"container {users[0][0][:12]} is using its referenced image {rec.short_id}")
+                        f"container {users[0][0][:12]} is using its referenced image {rec.short_id}"
+                    )
                 table = "repo_digests" if ref.digest else "tags"
                 c.execute(f"DELETE FROM {table} WHERE name=?", (key,))
                 out.append(f"Untagged: {_familiar(key)}")
@@ -270,15 +322,18 @@ class ImageStore:
                 if running:
                     raise ImageConflict(
                         f"conflict: unable to delete {rec.short_id} (cannot be forced) - image is being "
-                        f"used by running container {running[0][0][:12]}")
+                        f"used by running container {running[0][0][:12]}"
+                    )
                 if users and not force:
                     raise ImageConflict(
                         f"conflict: unable to delete {rec.short_id} (must be forced) - image is being "
-                        f"used by stopped container {users[0][0][:12]}")
+                        f"used by stopped container {users[0][0][:12]}"
+                    )
                 if len({_repo_of(t) for t in rec.tags}) > 1 and not force:
                     raise ImageConflict(
                         f"conflict: unable to delete {rec.short_id} (must be forced) - image is "
-                        "referenced in multiple repositories")
+                        "referenced in multiple repositories"
+                    )
                 for t in rec.tags + rec.repo_digests:
                     out.append(f"Untagged: {_familiar(t)}")
                 c.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
@@ -302,8 +357,10 @@ class ImageStore:
     def delete_untagged(self, image_id: str) -> None:
         """Drop an image nobody names any more (prune); caller checks users."""
         with store_lock(self.paths.locks, shared=False), db.write(self.conn) as c:
-            c.execute("DELETE FROM images WHERE id=? AND NOT EXISTS (SELECT 1 FROM tags WHERE image_id=?)",
-                      (image_id, image_id))
+            c.execute(
+                "DELETE FROM images WHERE id=? AND NOT EXISTS (SELECT 1 FROM tags WHERE image_id=?)",
+                (image_id, image_id),
+            )
 
     def collect_garbage(self) -> tuple[int, int]:
         """Free layers and blobs no image references. Returns (layers, bytes of blobs) freed."""

@@ -14,9 +14,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import queue
 import shutil
 import stat
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -26,11 +28,16 @@ CHUNK = 1 << 20
 _ZERO_BLOCK = bytes(BLOCK)
 _MAX_PAX = 16 << 20  # a PAX header carries xattrs; anything bigger is an attack on our memory
 _MAX_LONGNAME = 64 << 10
-_MAX_NAME = 4096  # PATH_MAX: also bounds how deep a name can make us open directories
+_MAX_NAME = 4096  # PATH_MAX
+# Real trees are a few dozen levels deep; deeper ones only serve to break recursive tree walks
+# (Python 3.11's shutil.rmtree among them, which the caller uses to clean up after us).
+_MAX_DEPTH = 256
 _FD_CACHE = 256  # open directory fds kept between entries
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_OPAQUE_XATTR = b"trusted.overlay.opaque"
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_NODE_TYPES = {b"3": stat.S_IFCHR, b"4": stat.S_IFBLK, b"6": stat.S_IFIFO}
+OPAQUE = b".wh..wh..opq"
 
 T = TypeVar("T")
 
@@ -65,6 +72,8 @@ def split_name(name: bytes) -> tuple[bytes, ...]:
             raise LayerError(f"layer entry '{show(name)}' escapes the layer directory")
         elif comp not in (b"", b"."):
             parts.append(comp)
+    if len(parts) > _MAX_DEPTH:
+        raise LayerError(f"layer entry '{show(name[:64])}...' is nested more than {_MAX_DEPTH} levels deep")
     return tuple(parts)
 
 
@@ -72,26 +81,82 @@ def split_name(name: bytes) -> tuple[bytes, ...]:
 
 
 class HashingSource:
-    """Buffered reader over the decompressed stream; every byte is hashed exactly once, as it is read."""
+    """Buffered reader over the decompressed stream; every byte is hashed exactly once, as it is read.
 
-    def __init__(self, raw: Readable) -> None:
+    With `prefetch`, a thread reads (and so decompresses) and hashes up to that many chunks ahead:
+    zlib, zstd and sha256 release the GIL, so this overlaps them with creating the files.  Call
+    close() in every case: it stops the thread before the caller gets its stream back."""
+
+    def __init__(self, raw: Readable, *, prefetch: int = 0) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
         self._buf = b""
         self._pos = 0
         self._total = 0
+        self._eof = False
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(max(prefetch, 1))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if prefetch:
+            self._thread = threading.Thread(target=self._produce, name="layer-reader", daemon=True)
+            self._thread.start()
 
     @property
     def offset(self) -> int:
         """Bytes handed to the consumer so far."""
         return self._total - (len(self._buf) - self._pos)
 
-    def _more(self) -> bytes:
+    def _read_chunk(self) -> bytes:
         chunk = self._raw.read(CHUNK)
         if chunk:
             self._hash.update(chunk)
-            self._total += len(chunk)
         return chunk
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._read_chunk()
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                pass
+
+    def _more(self) -> bytes:
+        if self._eof:
+            return b""
+        if self._thread is None:
+            chunk = self._read_chunk()
+        else:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            chunk = item
+        self._eof = not chunk
+        self._total += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        """Stop the reader thread and wait for it, so that it no longer touches the stream."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> HashingSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def read(self, n: int) -> bytes:
         """n bytes, or fewer only at the end of the stream."""
@@ -317,7 +382,9 @@ class TarReader:
             if prefix:
                 name = prefix + b"/" + name
         name = pax.get(b"path") or name
-        linkname = pax.get(b"linkpath") or (longlink if longlink is not None else block[157:257].split(b"\0", 1)[0])
+        linkname = pax.get(b"linkpath") or (
+            longlink if longlink is not None else block[157:257].split(b"\0", 1)[0]
+        )
         kind = _kind(flag, name)
         if kind == b"S" or any(key.startswith(b"GNU.sparse.") for key in pax):
             raise LayerError(f"layer entry '{show(name)}' is a sparse file, which is not supported")
@@ -402,6 +469,12 @@ class SafeTree:
             os.close(fd)
         self._fds = {}
 
+    def __enter__(self) -> SafeTree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def trim(self) -> None:
         """Bound the fd cache; called between entries, never while an entry holds cached fds."""
         if len(self._fds) > _FD_CACHE:
@@ -442,13 +515,17 @@ class SafeTree:
             return os.open(comp, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
             if not create:
-                raise LayerError(f"layer entry '{show(name)}' refers to '{show(b'/'.join(parts))}', which is not in the layer")
+                raise LayerError(
+                    f"layer entry '{show(name)}' needs '{show(b'/'.join(parts))}', not in the layer"
+                )
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise LayerError(f"layer entry '{show(name)}' goes through the symlink '{show(b'/'.join(parts))}'")
-            if exc.errno == errno.ENOTDIR:
-                raise LayerError(f"layer entry '{show(name)}' goes through '{show(b'/'.join(parts))}', which is not a directory")
-            raise
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            # Linux says ENOTDIR (not ELOOP) for a symlink opened O_NOFOLLOW|O_DIRECTORY: tell them apart.
+            where = show(b"/".join(parts))
+            if stat.S_ISLNK(os.lstat(comp, dir_fd=parent).st_mode):
+                raise LayerError(f"layer entry '{show(name)}' goes through the symlink '{where}'")
+            raise LayerError(f"layer entry '{show(name)}' goes through '{where}', which is not a directory")
         # A missing parent is made root-owned 0755, as docker does.
         os.mkdir(comp, 0o700, dir_fd=parent)
         fd = os.open(comp, _DIR_FLAGS, dir_fd=parent)
@@ -498,3 +575,121 @@ class SafeTree:
         for parts, mtime_ns in self._times.items():
             self.trim()
             os.utime(self.dir_fd(parts, b"/".join(parts), create=False), ns=(mtime_ns, mtime_ns))
+
+
+# --------------------------------------------------------------------------- one entry
+
+
+def apply_entry(tree: SafeTree, reader: TarReader, entry: TarEntry) -> int:
+    """Create one entry; returns the bytes of file content written."""
+    parts = split_name(entry.name)
+    if not parts:
+        if entry.kind == b"5":
+            return 0  # docker ignores the layer root's own entry
+        raise LayerError(f"layer entry '{show(entry.name)}' would replace the layer root")
+    if parts[-1].startswith(b".wh."):
+        _whiteout(tree, parts, entry)
+    elif entry.kind == b"0":
+        _file(tree, reader, parts, entry)
+        return entry.size
+    elif entry.kind == b"5":
+        fd = tree.mkdir(parts, entry.name, entry.mtime_ns)
+        _set_fd_meta(fd, entry)
+    elif entry.kind == b"2":
+        target = entry.linkname  # stored as is: it resolves inside the container, never here
+        parent, _ = tree.create(parts, entry.name, lambda fd, base: os.symlink(target, base, dir_fd=fd))
+        _set_meta_at(parent, parts[-1], entry, symlink=True)
+    elif entry.kind == b"1":
+        _hardlink(tree, parts, entry)
+    else:
+        mode, dev = _NODE_TYPES[entry.kind] | 0o600, os.makedev(entry.devmajor, entry.devminor)
+        parent, _ = tree.create(parts, entry.name, lambda fd, base: os.mknod(base, mode, dev, dir_fd=fd))
+        _set_meta_at(parent, parts[-1], entry, symlink=False)
+    return 0
+
+
+def _file(tree: SafeTree, reader: TarReader, parts: tuple[bytes, ...], entry: TarEntry) -> None:
+    # O_EXCL|O_NOFOLLOW: an existing name (even a symlink) is removed and replaced, never written through.
+    _, fd = tree.create(
+        parts, entry.name, lambda parent, base: os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
+    )
+    try:
+        reader.consume_data(fd, entry)
+        _set_fd_meta(fd, entry)
+        os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+    finally:
+        os.close(fd)
+
+
+def _hardlink(tree: SafeTree, parts: tuple[bytes, ...], entry: TarEntry) -> None:
+    """A hardlink's target is a layer path (a leading / means the layer root, as in docker), reached
+    through real directories only; the final component is linked itself, never followed."""
+    what = f"layer entry '{show(entry.name)}' is a hardlink to '{show(entry.linkname)}'"
+    try:
+        target = split_name(entry.linkname)
+    except LayerError:
+        raise LayerError(f"{what}, outside the layer")
+    if not target or target == parts:
+        raise LayerError(what)
+
+    def link(parent: int, base: bytes) -> None:
+        src_dir = tree.dir_fd(target[:-1], entry.name, create=False)
+        try:
+            os.link(target[-1], base, src_dir_fd=src_dir, dst_dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise LayerError(f"{what}, which is not in the layer")
+
+    parent, _ = tree.create(parts, entry.name, link)
+    is_symlink = stat.S_ISLNK(os.lstat(parts[-1], dir_fd=parent).st_mode)
+    _set_meta_at(parent, parts[-1], entry, symlink=is_symlink)
+
+
+def _whiteout(tree: SafeTree, parts: tuple[bytes, ...], entry: TarEntry) -> None:
+    """OCI whiteouts become overlay ones: `.wh.x` a 0:0 char device `x`, `.wh..wh..opq` an opaque dir."""
+    base = parts[-1]
+    if base == OPAQUE:
+        os.setxattr(tree.dir_fd(parts[:-1], entry.name), b"trusted.overlay.opaque", b"y")
+        return
+    if base.startswith(b".wh..wh."):
+        return  # aufs bookkeeping (.wh..wh.plnk and friends), which docker drops too
+    name = base[4:]
+    if name in (b"", b".", b".."):
+        raise LayerError(f"layer entry '{show(entry.name)}' is a whiteout of an invalid name")
+    target = parts[:-1] + (name,)
+    dev = os.makedev(0, 0)
+    parent, _ = tree.create(target, entry.name, lambda fd, base: os.mknod(base, stat.S_IFCHR, dev, dir_fd=fd))
+    os.chown(name, entry.uid, entry.gid, dir_fd=parent, follow_symlinks=False)
+    os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+
+def _set_fd_meta(fd: int, entry: TarEntry) -> None:
+    os.fchown(fd, entry.uid, entry.gid)
+    os.fchmod(fd, entry.mode)  # after chown, which clears setuid/setgid
+    _set_xattrs(fd, entry.xattrs)  # after chown, which clears security.capability
+
+
+def _set_meta_at(parent: int, base: bytes, entry: TarEntry, *, symlink: bool) -> None:
+    """Metadata for entries we must not open (symlinks, devices, fifos, hardlinks to those)."""
+    os.chown(base, entry.uid, entry.gid, dir_fd=parent, follow_symlinks=False)
+    if not symlink:
+        os.chmod(base, entry.mode, dir_fd=parent)  # we just made it, and it is not a symlink
+    if entry.xattrs:
+        _set_xattrs(b"/proc/self/fd/%d/%s" % (parent, base), entry.xattrs)  # the final name is not followed
+    os.utime(base, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+
+def _set_xattrs(target: int | bytes, xattrs: dict[bytes, bytes]) -> None:
+    for key, value in xattrs.items():
+        if key.startswith(b"trusted.overlay."):
+            continue  # overlay metadata only ever comes from whiteouts, never from layer content
+        try:
+            if isinstance(target, int):
+                os.setxattr(target, key, value)
+            else:
+                os.setxattr(target, key, value, follow_symlinks=False)
+        except OSError as exc:
+            # As moby: EPERM (e.g. user.* on a symlink), and security.* where the filesystem lacks it.
+            if exc.errno != errno.EPERM and not (
+                exc.errno == errno.EOPNOTSUPP and key.startswith(b"security.")
+            ):
+                raise

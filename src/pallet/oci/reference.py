@@ -37,7 +37,7 @@ DEFAULT_TAG = "latest"
 NAME_TOTAL_LENGTH_MAX = 255
 
 
-class ReferenceError(ValueError):  # noqa: A001 - the name is part of the public API
+class ReferenceError(ValueError):  # shadows the builtin on purpose: public API name
     """An image reference that Docker would reject; the message is Docker's."""
 
 
@@ -117,9 +117,7 @@ class Reference:
 def parse(ref: str) -> Reference:
     """ParseNormalizedNamed: normalise a familiar reference without adding a default tag."""
     if _IDENTIFIER_RE.fullmatch(ref):
-        raise ReferenceError(
-            f"invalid repository name ({ref}), cannot specify 64-byte hexadecimal strings"
-        )
+        raise ReferenceError(f"invalid repository name ({ref}), cannot specify 64-byte hexadecimal strings")
     domain, remainder = _split_docker_domain(ref)
     remote = remainder.split(":", 1)[0]
     if remote.lower() != remote:
@@ -145,10 +143,11 @@ def _split_docker_domain(name: str) -> tuple[str, str]:
     maybe_domain, sep, maybe_remote = name.partition("/")
     if not sep:
         return DEFAULT_DOMAIN, OFFICIAL_REPO_PREFIX + name
-    if maybe_domain == "localhost" or any(c in maybe_domain for c in ".:"):
-        domain, remote = maybe_domain, maybe_remote
-    elif maybe_domain == LEGACY_DEFAULT_DOMAIN:
+    # Order matters: "index.docker.io" also contains a dot.
+    if maybe_domain == LEGACY_DEFAULT_DOMAIN:
         domain, remote = DEFAULT_DOMAIN, maybe_remote
+    elif maybe_domain == "localhost" or any(c in maybe_domain for c in ".:"):
+        domain, remote = maybe_domain, maybe_remote
     elif maybe_domain.lower() != maybe_domain:
         # Namespaces cannot be uppercase, so Docker takes such a component for a host.
         domain, remote = maybe_domain, maybe_remote

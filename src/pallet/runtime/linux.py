@@ -122,7 +122,27 @@ CAPABILITIES: dict[str, int] = {
 }
 
 # glibc has no wrapper on some libcs; fall back to the raw syscall number for the machine.
-_PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "loongarch64": 41, "s390x": 217, "ppc64le": 203}
+_PIVOT_ROOT_NR = {
+    "x86_64": 155,
+    "aarch64": 41,
+    "riscv64": 41,
+    "loongarch64": 41,
+    "s390x": 217,
+    "ppc64le": 203,
+}
+
+
+_SECCOMP_NR = {
+    "x86_64": 317,
+    "aarch64": 277,
+    "riscv64": 277,
+    "loongarch64": 277,
+    "s390x": 348,
+    "ppc64le": 358,
+}
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+SECCOMP_SET_MODE_FILTER = 1
 
 
 def _fail(call: str, target: str | None = None) -> OSError:
@@ -153,7 +173,9 @@ def setns(fd: int, nstype: int = 0) -> None:
         raise _fail("setns", f"fd {fd}")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
     if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
         raise _fail(f"mount {fstype or ''} {source or ''}".rstrip(), target)
 
@@ -243,7 +265,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def capget(pid: int = 0) -> tuple[int, int, int]:
@@ -280,3 +306,35 @@ def cap_mask(names: list[str] | None) -> int:
         if num is not None and num <= last:
             mask |= 1 << num
     return mask
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(prog: bytes, flags: int = 0) -> None:
+    """Install a classic-BPF seccomp program (struct sock_filter[]) for the calling process."""
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = _SockFprog(len(prog) // 8, ctypes.addressof(buf))
+    if flags:  # only seccomp(2) takes flags
+        ret = _libc.syscall(
+            _SECCOMP_NR[os.uname().machine], SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog)
+        )
+    else:
+        ret = _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
+    if ret != 0:
+        raise _fail("seccomp(SET_MODE_FILTER)", f"{len(prog) // 8} instructions")
+
+
+_BPF_NR = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "loongarch64": 280, "s390x": 351, "ppc64le": 361}
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+
+
+def bpf(cmd: int, attr: bytes) -> int:
+    """The bpf(2) syscall with a packed `union bpf_attr`; returns its result (an fd for PROG_LOAD)."""
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ret: int = _libc.syscall(_BPF_NR[os.uname().machine], cmd, buf, len(attr))
+    if ret < 0:
+        raise _fail("bpf", f"cmd {cmd}")
+    return ret

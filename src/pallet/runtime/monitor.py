@@ -30,7 +30,7 @@ PARTIAL_LINE_MAX = 16 * 1024  # docker's json-file cuts lines at 16K
 class MonitorSpec:
     container_id: str
     bundle: Path
-    runtime: str             # "builtin" or the name of an OCI runtime binary (crun, runc)
+    runtime: str  # "builtin" or the name of an OCI runtime binary (crun, runc)
     runtime_root: Path
     db_path: Path
     log_path: Path
@@ -108,7 +108,9 @@ def _detach_stdio(log: Path) -> None:
 
 def now_rfc3339() -> str:
     ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+    )
 
 
 class JsonLog:
@@ -138,8 +140,13 @@ class JsonLog:
 
     @staticmethod
     def _entry(stream: str, data: bytes) -> bytes:
-        return (json.dumps({"log": data.decode("utf-8", errors="replace"), "stream": stream,
-                            "time": now_rfc3339()}, separators=(",", ":")) + "\n").encode()
+        return (
+            json.dumps(
+                {"log": data.decode("utf-8", errors="replace"), "stream": stream, "time": now_rfc3339()},
+                separators=(",", ":"),
+            )
+            + "\n"
+        ).encode()
 
 
 class Monitor:
@@ -171,17 +178,28 @@ class Monitor:
         else:
             in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         runtime = _runtime(self.spec)
-        created = runtime.create(self.spec.bundle, self.spec.container_id, stdin=in_r, stdout=out_w,
-                                 stderr=err_w)
+        created = runtime.create(
+            self.spec.bundle, self.spec.container_id, stdin=in_r, stdout=out_w, stderr=err_w
+        )
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         self.pid = created.pid
         conn = self._db()
         from pallet.state import containers
 
-        containers.update_state(conn, self.spec.container_id, Status="running", Running=True, Pid=self.pid,
-                                PidStart=process_start_time(self.pid), StartedAt=now_rfc3339(), ExitCode=0,
-                                Error="", OOMKilled=False, FinishedAt=containers.ZERO_TIME)
+        containers.update_state(
+            conn,
+            self.spec.container_id,
+            Status="running",
+            Running=True,
+            Pid=self.pid,
+            PidStart=process_start_time(self.pid),
+            StartedAt=now_rfc3339(),
+            ExitCode=0,
+            Error="",
+            OOMKilled=False,
+            FinishedAt=containers.ZERO_TIME,
+        )
         runtime.start(created)
         os.write(status_w, json.dumps({"pid": self.pid}).encode())
         os.close(status_w)
@@ -313,8 +331,16 @@ class Monitor:
         code = os.waitstatus_to_exitcode(status)
         exit_code = 128 - code if code < 0 else code
         record = {"ExitCode": exit_code, "FinishedAt": now_rfc3339(), "OOMKilled": False}
-        containers.update_state(conn, self.spec.container_id, Status="exited", Running=False, Pid=0,
-                                Paused=False, Restarting=False, **record)
+        containers.update_state(
+            conn,
+            self.spec.container_id,
+            Status="exited",
+            Running=False,
+            Pid=0,
+            Paused=False,
+            Restarting=False,
+            **record,
+        )
         _quietly(runtime.delete, self.spec.bundle, self.spec.container_id)
         from pallet.runtime import rootfs
 

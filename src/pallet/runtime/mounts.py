@@ -104,6 +104,7 @@ def parse_options(options: Sequence[str]) -> tuple[int, int, str]:
 
 def secure_join(root: str, unsafe: str) -> str:
     """`unsafe` resolved under `root` with symlinks evaluated as if `root` were `/` (never escapes it)."""
+    base = root.rstrip("/")
     pending = [p for p in unsafe.split("/") if p not in ("", ".")]
     done: list[str] = []
     hops = 0
@@ -113,7 +114,7 @@ def secure_join(root: str, unsafe: str) -> str:
             if done:
                 done.pop()
             continue
-        path = root + "/" + "/".join([*done, part])
+        path = base + "/" + "/".join([*done, part])
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -129,14 +130,15 @@ def secure_join(root: str, unsafe: str) -> str:
             pending = [p for p in target.split("/") if p not in ("", ".")] + pending
             continue
         done.append(part)
-    return root + "/" + "/".join(done) if done else root
+    return base + "/" + "/".join(done) if done else (base or "/")
 
 
-def _mkdir_all(root: str, dest: str) -> str:
+def mkdir_all(root: str, dest: str) -> str:
     """Create `dest` and its parents inside `root` (symlink-safe); returns the resolved path."""
+    base = root.rstrip("/")
     path = secure_join(root, dest)
-    rel = path[len(root) :].strip("/")
-    cur = root
+    rel = path[len(base) :].strip("/")
+    cur = base
     for part in rel.split("/") if rel else []:
         cur = f"{cur}/{part}"
         try:
@@ -149,25 +151,31 @@ def _mkdir_all(root: str, dest: str) -> str:
 
 def _ensure_file(root: str, dest: str) -> str:
     path = secure_join(root, dest)
-    _mkdir_all(root, os.path.dirname(path[len(root) :]) or "/")
+    mkdir_all(root, os.path.dirname(path[len(root.rstrip("/")) :]) or "/")
     if not os.path.lexists(path):
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
     return path
 
 
 class _Pinned:
-    """An O_PATH fd on a path that is verified to lie inside root; mount onto `.proc` to avoid races."""
+    """An O_PATH fd on a mount point verified to lie inside root.
+
+    Mount onto `fd_path` (no path walk an attacker could race). The fd keeps pointing at the covered
+    directory, so later operations on the new mount itself (remount, propagation) use `real`, the
+    verified path, which now leads to the mount's root.
+    """
 
     def __init__(self, root: str, path: str) -> None:
         self.fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-        self.proc = f"/proc/self/fd/{self.fd}"
-        real = os.readlink(self.proc)
-        if real != root and not real.startswith(root + "/"):
+        self.fd_path = f"/proc/self/fd/{self.fd}"
+        self.real = os.readlink(self.fd_path)
+        base = root.rstrip("/")
+        if base and self.real != base and not self.real.startswith(base + "/"):
             os.close(self.fd)
-            raise OSError(errno.EXDEV, f"mount point resolves outside the rootfs ({real})", path)
+            raise OSError(errno.EXDEV, f"mount point resolves outside the rootfs ({self.real})", path)
 
-    def __enter__(self) -> str:
-        return self.proc
+    def __enter__(self) -> _Pinned:
+        return self
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)
@@ -181,83 +189,103 @@ def _kept_flags(path: str) -> int:
 def _bind(root: str, m: Mapping[str, Any], bundle: str, flags: int, prop: int) -> None:
     source = m["source"] if m["source"].startswith("/") else os.path.join(bundle, m["source"])
     dest = m["destination"]
-    path = _mkdir_all(root, dest) if os.path.isdir(source) else _ensure_file(root, dest)
-    with _Pinned(root, path) as target:
-        linux.mount(source, target, None, linux.MS_BIND | (flags & linux.MS_REC))
+    # stat first: a missing source must fail before a mount point is made for it in the rootfs.
+    is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+    path = mkdir_all(root, dest) if is_dir else _ensure_file(root, dest)
+    with _Pinned(root, path) as pin:
+        linux.mount(source, pin.fd_path, None, linux.MS_BIND | (flags & linux.MS_REC))
         extra = flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
         if extra:
             # Flags on a bind only take effect through a remount of that bind.
-            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | extra | _kept_flags(target))
+            remount = linux.MS_BIND | linux.MS_REMOUNT | extra | _kept_flags(pin.real)
+            linux.mount(None, pin.real, None, remount)
         if prop:
-            linux.mount(None, target, None, prop)
+            linux.mount(None, pin.real, None, prop)
 
 
-def _mount_cgroup(root: str, dest: str, flags: int, hs: Sequence[Hierarchy], cgroup_ns: bool, cpath: str) -> None:
-    path = _mkdir_all(root, dest)
+class CgroupView:
+    """What a `cgroup` mount needs to know about the host's cgroups (gathered before pivot_root)."""
+
+    __slots__ = ("hierarchies", "links", "cgroups_path", "namespaced")
+
+    def __init__(
+        self,
+        hierarchies: Sequence[Hierarchy],
+        links: Sequence[tuple[str, str]],
+        cgroups_path: str,
+        namespaced: bool,
+    ) -> None:
+        self.hierarchies = hierarchies
+        self.links = links  # comounted controller symlinks in the host's /sys/fs/cgroup
+        self.cgroups_path = cgroups_path
+        self.namespaced = namespaced  # own cgroup namespace: mount fresh cgroupfs rather than bind
+
+
+def mount_cgroup(root: str, m: Mapping[str, Any], view: CgroupView) -> None:
+    flags, _, _ = parse_options(m.get("options") or [])
+    dest = m["destination"]
+    path = mkdir_all(root, dest)
+    hs = view.hierarchies
     unified = next((h for h in hs if h.version == 2 and h.mountpoint == "/sys/fs/cgroup"), None)
-    with _Pinned(root, path) as target:
+    with _Pinned(root, path) as pin:
         if unified is not None:
-            if cgroup_ns:
-                linux.mount("cgroup2", target, "cgroup2", flags)
+            if view.namespaced:
+                linux.mount("cgroup2", pin.fd_path, "cgroup2", flags)
             else:
-                linux.mount(container_dir(unified, cpath), target, None, linux.MS_BIND)
-                linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+                linux.mount(container_dir(unified, view.cgroups_path), pin.fd_path, None, linux.MS_BIND)
+                linux.mount(None, pin.real, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
             return
         # v1: a tmpfs holding one mount per hierarchy, like the host's /sys/fs/cgroup.
-        linux.mount("tmpfs", target, "tmpfs", flags & ~linux.MS_RDONLY, "mode=755")
+        linux.mount("tmpfs", pin.fd_path, "tmpfs", flags & ~linux.MS_RDONLY, "mode=755")
+        top = pin.real
     for h in hs:
-        sub = _mkdir_all(root, f"{dest}/{h.name}")
-        with _Pinned(root, sub) as target:
-            if cgroup_ns:
+        sub = mkdir_all(root, f"{dest}/{h.name}")
+        with _Pinned(root, sub) as pin:
+            if view.namespaced:
                 fstype = "cgroup2" if h.version == 2 else "cgroup"
-                opts = None if h.version == 2 else ",".join(("none", *h.controllers) if h.controllers[0].startswith("name=") else h.controllers)
-                linux.mount("cgroup", target, fstype, flags, opts)
+                # A named hierarchy (name=systemd) has no controller: mount it with "none".
+                named = h.controllers and h.controllers[0].startswith("name=")
+                ctrls = ("none", *h.controllers) if named else h.controllers
+                linux.mount("cgroup", pin.fd_path, fstype, flags, None if h.version == 2 else ",".join(ctrls))
             else:
-                linux.mount(container_dir(h, cpath), target, None, linux.MS_BIND)
-                linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
-    # Comounted controllers appear under each name on the host (cpu -> cpu,cpuacct): copy those links.
-    for entry in os.scandir("/sys/fs/cgroup"):
-        if entry.is_symlink():
-            try:
-                os.symlink(os.readlink(entry.path), secure_join(root, f"{dest}/{entry.name}"))
-            except FileExistsError:
-                pass
+                linux.mount(container_dir(h, view.cgroups_path), pin.fd_path, None, linux.MS_BIND)
+                linux.mount(None, pin.real, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+    for name, link in view.links:
+        try:
+            os.symlink(link, secure_join(root, f"{dest}/{name}"))
+        except FileExistsError:
+            pass
     if flags & linux.MS_RDONLY:
-        with _Pinned(root, path) as target:
-            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+        linux.mount(None, top, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
 
 
 def mount_all(
-    root: str,
-    mounts: Sequence[Mapping[str, Any]],
-    *,
-    bundle: str,
-    hierarchies: Sequence[Hierarchy],
-    cgroup_ns: bool,
-    cgroups_path: str,
+    root: str, mounts: Sequence[Mapping[str, Any]], *, bundle: str, cgroup: CgroupView | None
 ) -> None:
+    """Every spec mount in order. With `cgroup` None, `cgroup` mounts are skipped: the caller does them
+    later with mount_cgroup (after the container has been moved into its cgroup)."""
     for m in mounts:
         flags, prop, data = parse_options(m.get("options") or [])
         kind = m.get("type") or ""
-        dest = m["destination"]
         if kind == "bind" or flags & linux.MS_BIND:
             _bind(root, m, bundle, flags | linux.MS_BIND, prop)
             continue
         if kind == "cgroup":
-            _mount_cgroup(root, dest, flags, hierarchies, cgroup_ns, cgroups_path)
+            if cgroup is not None:
+                mount_cgroup(root, m, cgroup)
             continue
-        path = _mkdir_all(root, dest)
-        with _Pinned(root, path) as target:
+        path = mkdir_all(root, m["destination"])
+        with _Pinned(root, path) as pin:
             try:
-                linux.mount(m.get("source") or kind, target, kind, flags, data or None)
+                linux.mount(m.get("source") or kind, pin.fd_path, kind, flags, data or None)
             except OSError as e:
                 if kind != "sysfs" or e.errno != errno.EPERM:
                     raise
                 # sysfs can't be mounted fresh from a netns we don't own: bind the host's, as runc does.
-                linux.mount("/sys", target, None, linux.MS_BIND | linux.MS_REC)
-                linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+                linux.mount("/sys", pin.fd_path, None, linux.MS_BIND | linux.MS_REC)
+                linux.mount(None, pin.real, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
             if prop:
-                linux.mount(None, target, None, prop)
+                linux.mount(None, pin.real, None, prop)
 
 
 def _device_type(kind: str) -> int:
@@ -275,17 +303,21 @@ def create_devices(root: str, devices: Sequence[Mapping[str, Any]]) -> None:
     old_umask = os.umask(0)
     try:
         for dev in wanted.values():
-            parent = _mkdir_all(root, os.path.dirname(dev["path"]))
+            parent = mkdir_all(root, os.path.dirname(dev["path"]))
             path = f"{parent}/{os.path.basename(dev['path'])}"
             if os.path.lexists(path):
                 os.unlink(path)
             mode = int(dev.get("fileMode", 0o666)) & 0o7777
             try:
-                os.mknod(path, mode | _device_type(dev["type"]), os.makedev(dev.get("major", 0), dev.get("minor", 0)))
+                os.mknod(
+                    path,
+                    mode | _device_type(dev["type"]),
+                    os.makedev(dev.get("major", 0), dev.get("minor", 0)),
+                )
             except PermissionError:
                 _ensure_file(root, dev["path"])
-                with _Pinned(root, path) as target:
-                    linux.mount(dev["path"], target, None, linux.MS_BIND)
+                with _Pinned(root, path) as pin:
+                    linux.mount(dev["path"], pin.fd_path, None, linux.MS_BIND)
                 continue
             if dev.get("uid") is not None or dev.get("gid") is not None:
                 os.lchown(path, int(dev.get("uid", 0)), int(dev.get("gid", 0)))
@@ -308,8 +340,10 @@ def dev_symlinks(root: str, *, console_fd: int | None) -> None:
     if console_fd is not None:
         # The console is the pty slave the caller gave us, bind-mounted over /dev/console.
         path = _ensure_file(root, "/dev/console")
-        with _Pinned(root, path) as target:
-            linux.mount(f"/proc/self/fd/{console_fd}", target, None, linux.MS_BIND)
+        # By name: the fd's own mount belongs to the namespace it was opened in, which bind refuses.
+        source = os.ttyname(console_fd)
+        with _Pinned(root, path) as pin:
+            linux.mount(source, pin.fd_path, None, linux.MS_BIND)
 
 
 def pivot(root: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-OCI_VERSION = "1.2.0"
+OCI_VERSION = "1.1.0"  # crun 1.8 (Debian 12) rejects 1.2.x; nothing here needs more
 DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 DEFAULT_NOFILE = 1048576
@@ -211,7 +211,7 @@ def _merge_env(base: list[str], env: Sequence[str]) -> list[str]:
 
 def _thermal_throttle_paths() -> list[str]:
     # moby masks per-CPU thermal_throttle dirs too (GHSA-6fw5-f8r9-fgfm).
-    paths = []
+    paths: list[str] = []
     try:
         possible = Path("/sys/devices/system/cpu/possible").read_text().strip()
     except OSError:
@@ -249,14 +249,24 @@ def default_mounts(shm_size: int = DEFAULT_SHM_SIZE) -> list[dict[str, Any]]:
             "source": "devpts",
             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         },
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
         {
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
             "source": "cgroup",
             "options": ["ro", "nosuid", "noexec", "nodev"],
         },
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
         {
             "destination": "/dev/shm",
             "type": "tmpfs",
@@ -266,7 +276,9 @@ def default_mounts(shm_size: int = DEFAULT_SHM_SIZE) -> list[dict[str, Any]]:
     ]
 
 
-def _with_extra_mounts(defaults: list[dict[str, Any]], extra: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _with_extra_mounts(
+    defaults: list[dict[str, Any]], extra: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     # As docker: a user mount replaces a default one at the same destination; parents mount before children.
     taken = {os.path.normpath(m["destination"]) for m in extra}
     kept = [m for m in defaults if m["destination"] not in taken]

@@ -65,8 +65,9 @@ def resolve(rootfs: Path, spec: str, group_add: list[str] | None = None) -> Proc
         uid, gid = 0, 0
         entry = next((e for e in passwd if len(e) >= 4 and e[2] == "0"), None)
     else:
-        entry = next((e for e in passwd if len(e) >= 4 and (e[0] == user or (user.isdigit() and e[2] == user))),
-                     None)
+        entry = next(
+            (e for e in passwd if len(e) >= 4 and (e[0] == user or (user.isdigit() and e[2] == user))), None
+        )
         if entry is None and not user.isdigit():
             raise PalletError(f"unable to find user {user}: no matching entries in passwd file")
         uid = int(user) if user.isdigit() else int(entry[2])  # type: ignore[index]
@@ -81,8 +82,9 @@ def resolve(rootfs: Path, spec: str, group_add: list[str] | None = None) -> Proc
         gid = _group_id(groups_file, group)
     supplementary: list[int] = []
     if not group and name:
-        supplementary = [int(g[2]) for g in groups_file
-                         if len(g) >= 4 and g[2].isdigit() and name in g[3].split(",")]
+        supplementary = [
+            int(g[2]) for g in groups_file if len(g) >= 4 and g[2].isdigit() and name in g[3].split(",")
+        ]
     for g in group_add or []:
         supplementary.append(_group_id(groups_file, g))
     if not group and name is None and not user:

@@ -15,9 +15,19 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def initial_state() -> dict[str, Any]:
-    return {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
-            "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
-            "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME}
+    return {
+        "Status": "created",
+        "Running": False,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": 0,
+        "ExitCode": 0,
+        "Error": "",
+        "StartedAt": ZERO_TIME,
+        "FinishedAt": ZERO_TIME,
+    }
 
 
 @dataclass
@@ -27,7 +37,7 @@ class ContainerRecord:
     image_id: str | None
     image_ref: str
     created: str
-    config: dict[str, Any]        # {"Config": {...}, "HostConfig": {...}, ...}
+    config: dict[str, Any]  # {"Config": {...}, "HostConfig": {...}, ...}
     state: dict[str, Any]
 
     @property
@@ -36,8 +46,15 @@ class ContainerRecord:
 
 
 def _record(row: sqlite3.Row) -> ContainerRecord:
-    return ContainerRecord(row["id"], row["name"], row["image_id"], row["image_ref"], row["created"],
-                           json.loads(row["config"]), json.loads(row["state"]))
+    return ContainerRecord(
+        row["id"],
+        row["name"],
+        row["image_id"],
+        row["image_ref"],
+        row["created"],
+        json.loads(row["config"]),
+        json.loads(row["state"]),
+    )
 
 
 def get(conn: sqlite3.Connection, cid: str) -> ContainerRecord | None:
@@ -48,9 +65,11 @@ def get(conn: sqlite3.Connection, cid: str) -> ContainerRecord | None:
 def find(conn: sqlite3.Connection, name_or_id: str) -> list[ContainerRecord]:
     """Docker's lookup order: full ID, exact name, then ID prefix (all candidates returned)."""
     name = name_or_id[1:] if name_or_id.startswith("/") else name_or_id
-    for sql, arg in (("SELECT * FROM containers WHERE id=?", name_or_id),
-                     ("SELECT * FROM containers WHERE name=?", name),
-                     ("SELECT * FROM containers WHERE id LIKE ?", name_or_id + "%")):
+    for sql, arg in (
+        ("SELECT * FROM containers WHERE id=?", name_or_id),
+        ("SELECT * FROM containers WHERE name=?", name),
+        ("SELECT * FROM containers WHERE id LIKE ?", name_or_id + "%"),
+    ):
         if not arg or (sql.endswith("LIKE ?") and not _is_hex(name_or_id)):
             continue
         rows = conn.execute(sql, (arg,)).fetchall()
@@ -69,10 +88,19 @@ def all_records(conn: sqlite3.Connection) -> list[ContainerRecord]:
 
 def insert(conn: sqlite3.Connection, rec: ContainerRecord) -> None:
     with db.write(conn) as c:
-        c.execute("INSERT INTO containers(id, name, image_id, image_ref, created, config, state)"
-                  " VALUES (?,?,?,?,?,?,?)",
-                  (rec.id, rec.name, rec.image_id, rec.image_ref, rec.created, json.dumps(rec.config),
-                   json.dumps(rec.state)))
+        c.execute(
+            "INSERT INTO containers(id, name, image_id, image_ref, created, config, state)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (
+                rec.id,
+                rec.name,
+                rec.image_id,
+                rec.image_ref,
+                rec.created,
+                json.dumps(rec.config),
+                json.dumps(rec.state),
+            ),
+        )
 
 
 def update_state(conn: sqlite3.Connection, cid: str, **fields: Any) -> dict[str, Any] | None:

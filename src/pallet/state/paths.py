@@ -64,7 +64,16 @@ class StatePaths:
         return self.runroot / "containers" / cid
 
     def ensure(self) -> None:
-        for p in (self.root, self.blobs, self.ingest, self.layers, self.containers, self.volumes,
-                  self.tmp, self.locks, self.runroot):
+        for p in (
+            self.root,
+            self.blobs,
+            self.ingest,
+            self.layers,
+            self.containers,
+            self.volumes,
+            self.tmp,
+            self.locks,
+            self.runroot,
+        ):
             p.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)

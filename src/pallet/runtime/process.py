@@ -1,0 +1,136 @@
+"""The container's own process, last steps before exec: rlimits, privileges (capabilities, user,
+seccomp) and the exec itself with Docker's exit codes (127 not found, 126 not executable).
+
+Runs inside the container's init after pivot_root: everything it needs is imported at module level,
+while the host's filesystem is still visible.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+from pallet.runtime import linux
+
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _rlimit_value(v: int) -> int:
+    return resource.RLIM_INFINITY if v < 0 or v >= (1 << 64) - 1 else v
+
+
+def apply_rlimits(rlimits: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Set the spec's rlimits; a hard limit above the host's is clamped with a warning, never fatal."""
+    warnings = []
+    for rl in rlimits:
+        res = getattr(resource, rl["type"], None)
+        if res is None:
+            raise OSError(errno.EINVAL, f"unknown rlimit {rl['type']}")
+        soft, hard = _rlimit_value(int(rl["soft"])), _rlimit_value(int(rl["hard"]))
+        try:
+            resource.setrlimit(res, (soft, hard))
+        except (ValueError, OSError):
+            # No CAP_SYS_RESOURCE: the hard limit can't go above the current one. Clamp, don't fail.
+            cur = resource.getrlimit(res)[1]
+
+            def clamp(v: int, cur: int = cur) -> int:
+                if cur == resource.RLIM_INFINITY:
+                    return v
+                return cur if v == resource.RLIM_INFINITY else min(v, cur)
+
+            resource.setrlimit(res, (clamp(soft), clamp(hard)))
+            warnings.append(f"{rl['type']} {soft}:{hard} exceeds the host's hard limit; clamped to {cur}")
+    return warnings
+
+
+def drop_privileges(
+    proc: Mapping[str, Any], user: Mapping[str, Any], seccomp_prog: bytes | None, seccomp_flags: int
+) -> list[str]:
+    """Bounding set, user switch, seccomp, then the final capability sets, in that order.
+
+    seccomp goes in after the user switch but while CAP_SYS_ADMIN is still effective (so no_new_privs
+    isn't forced on the container); the last capset and the exec are then calls the filter must allow.
+    Capabilities the host doesn't have (no CAP_SYS_RESOURCE on some hosts) are dropped with a warning.
+    """
+    warnings: list[str] = []
+    caps = proc.get("capabilities")
+    last = linux.cap_last_cap()
+    bounding = (1 << (last + 1)) - 1
+    if caps is not None:
+        bounding = linux.cap_mask(caps.get("bounding"))
+        for cap in range(last + 1):
+            if not bounding >> cap & 1:
+                linux.capbset_drop(cap)
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    linux.set_keepcaps(True)  # keep the permitted set across setuid to a non-root uid
+    os.setgroups([int(g) for g in user.get("additionalGids") or []])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    linux.set_keepcaps(False)
+    _, permitted, _ = linux.capget()
+    if seccomp_prog is not None:
+        if uid != 0:
+            linux.capset(permitted, permitted, 0)  # setuid cleared the effective set; seccomp needs it
+        linux.seccomp_set_filter(seccomp_prog, seccomp_flags)
+    if caps is not None:
+        want = {k: linux.cap_mask(caps.get(k)) for k in ("effective", "permitted", "inheritable", "ambient")}
+        missing = (want["permitted"] | want["effective"]) & ~permitted
+        if missing:
+            names = [n for n, v in linux.CAPABILITIES.items() if missing >> v & 1]
+            warnings.append(f"capabilities not available on this host, dropped: {', '.join(names)}")
+        prm = want["permitted"] & permitted
+        linux.capset(want["effective"] & prm, prm, want["inheritable"] & (prm | bounding))
+        if want["ambient"]:
+            linux.ambient_clear_all()
+            for cap in range(last + 1):
+                if want["ambient"] >> cap & 1:
+                    linux.ambient_raise(cap)
+    return warnings
+
+
+def lookup(name: str, path_env: str) -> str | None:
+    # Go's exec.LookPath, as runc uses it: the first non-directory with any x bit wins.
+    for d in path_env.split(":"):
+        candidate = os.path.join(d or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if st.st_mode & 0o170000 != 0o040000 and st.st_mode & 0o111:
+            return candidate
+    return None
+
+
+def exec_user_process(args: Sequence[str], env: Sequence[str]) -> NoReturn:
+    environ = dict(e.split("=", 1) for e in env if "=" in e)
+    if not args:
+        _die(127, 'exec: "": executable file not found in $PATH')
+    name = args[0]
+    if "/" in name:
+        path = name
+    else:
+        found = lookup(name, environ.get("PATH", _DEFAULT_PATH))
+        if found is None:
+            _die(127, f'exec: "{name}": executable file not found in $PATH')
+        path = found
+    try:
+        os.execve(path, list(args), environ)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            _die(127, f'exec: "{name}": stat {path}: no such file or directory')
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EISDIR):
+            _die(126, f'exec: "{name}": permission denied')
+        if e.errno == errno.ENOEXEC:
+            _die(126, f'exec: "{name}": exec format error')
+        _die(126, f'exec: "{name}": {e.strerror}')
+    _die(127, "exec returned")
+
+
+def _die(code: int, message: str) -> NoReturn:
+    try:
+        os.write(2, message.encode() + b"\n")
+    finally:
+        os._exit(code)
