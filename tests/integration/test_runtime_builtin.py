@@ -292,13 +292,17 @@ def _private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("PALLET_SECCOMP_CACHE", None)
     else:
         os.environ["PALLET_SECCOMP_CACHE"] = old
+    deadline = time.monotonic() + 5
     for h in cgroups.hierarchies():
         for base in (h.own_path, "/"):
             p = os.path.normpath(f"{h.mountpoint}/{base}/{CGROUP_PARENT}")
-            try:
-                os.rmdir(p)
-            except OSError:
-                pass
+            while os.path.isdir(p):
+                try:
+                    os.rmdir(p)
+                except OSError:  # EBUSY while its removed children are still being released
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
 
 
 @pytest.fixture(params=RUNTIMES)

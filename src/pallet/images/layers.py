@@ -187,12 +187,16 @@ class _ZstdFrames:
             if kind == 3:
                 raise LayerError("corrupt zstd stream: reserved block type")
             self._skip = 1 if kind == 1 else value >> 3  # RLE blocks carry one byte
-            if value & 1:
-                self._state, self._want = ("checksum", 4) if self._checksum else ("magic", 4)
-                self._frames += not self._checksum
-        else:  # checksum
-            self._state, self._want = "magic", 4
-            self._frames += 1
+            if value & 1 and self._checksum:
+                self._state, self._want = "checksum", 4
+            elif value & 1:
+                self._end_frame()
+        else:  # the checksum after the last block
+            self._end_frame()
+
+    def _end_frame(self) -> None:
+        self._state, self._want = "magic", 4
+        self._frames += 1
 
     def check_complete(self) -> None:
         if self._state != "magic" or self._acc or self._skip or not self._frames:
@@ -246,8 +250,8 @@ def _open_raw(stream: Readable) -> _RawReader:
     src = _Prefixed(head, stream)
     if head.startswith(_GZIP_MAGIC):
         return _GzipReader(src)
-    if head == _ZSTD_MAGIC:
-        return _ZstdReader(src)
+    if head == _ZSTD_MAGIC or (len(head) == 4 and head[0] & 0xF0 == 0x50 and head[1:] == b"\x2a\x4d\x18"):
+        return _ZstdReader(src)  # a zstd frame, or a zstd skippable frame (as in seekable/chunked zstd)
     return src
 
 

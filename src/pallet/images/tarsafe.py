@@ -26,8 +26,8 @@ from typing import Protocol, TypeVar
 BLOCK = 512
 CHUNK = 1 << 20
 _ZERO_BLOCK = bytes(BLOCK)
-_MAX_PAX = 16 << 20  # a PAX header carries xattrs; anything bigger is an attack on our memory
-_MAX_LONGNAME = 64 << 10
+_MAX_PAX = 1 << 20  # as Go's archive/tar (maxSpecialFileSize): docker reads nothing bigger either
+_MAX_LONGNAME = 1 << 20
 _MAX_NAME = 4096  # PATH_MAX
 # Real trees are a few dozen levels deep; deeper ones only serve to break recursive tree walks
 # (Python 3.11's shutil.rmtree among them, which the caller uses to clean up after us).
@@ -261,7 +261,9 @@ def _pax_records(data: bytes) -> dict[bytes, bytes]:
     """Parse `<len> <key>=<value>\\n` records; values are kept as raw bytes (xattrs are binary)."""
     records: dict[bytes, bytes] = {}
     pos = 0
-    while pos < len(data) and data[pos:].strip(b"\0"):
+    while pos < len(data):
+        if data[pos] == 0 and not data[pos:].strip(b"\0"):
+            break  # NUL padding after the last record (some writers add it)
         space = data.find(b" ", pos, pos + 20)
         length_text = data[pos:space] if space > pos else b""
         if not length_text.isdigit():

@@ -1,12 +1,14 @@
 """pallet's built-in OCI runtime, as an in-process API for the container monitor.
 
 Process model: the caller (the monitor) becomes a child subreaper. create() forks A, which enters or
-creates the container's namespaces (all but the cgroup one), forks B and then moves B into the
-container's cgroups while B already prepares the rootfs: on cgroup v1 the first move costs an RCU grace
-period (~10 ms), which this hides. B is pid 1 of the new pid namespace and is re-parented to the caller
-when A exits, so the caller can waitpid() it. B waits for A's "joined" before it unshares the cgroup
-namespace (whose root must be the container's cgroup) and mounts /sys/fs/cgroup; then it masks paths,
-drops privileges, installs seccomp and waits on the start pipe; start() releases it to exec.
+creates the container's namespaces except mount and cgroup, forks B (pid 1 of the new pid namespace;
+re-parented to the caller when A exits, so the caller can waitpid() it), and then moves B into the
+container's cgroups while B is already building its rootfs: on cgroup v1 the first move costs an RCU
+grace period (~10 ms), which this hides. A stays in the host's mount namespace for those cgroupfs writes.
+B unshares the mount namespace, mounts, pivots, masks paths, sets hostname and rlimits; then it waits for
+A's "joined", unshares the cgroup namespace (whose root must be the container's cgroup), mounts
+/sys/fs/cgroup, drops privileges, installs seccomp and waits on the start pipe; start() releases it to
+exec.
 
 A and B report to the caller over one pipe, a line per message: "pid N", "warn TEXT", "ok" or
 "err TEXT (errno N)". The first "err" wins and create() raises it as RuntimeError.
