@@ -17,6 +17,8 @@ class Parser(argparse.ArgumentParser):
         self.add_argument("--help", action="help", help="Print usage")
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):
+            message = "unknown flag: " + message.split(": ", 1)[1].split()[0]
         raise InvalidArgument(f"{message}\nSee '{self.prog} --help'.")
 
     def parse(self, args: list[str]) -> argparse.Namespace:

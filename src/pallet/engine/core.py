@@ -23,3 +23,11 @@ class Engine:
     @cached_property
     def images(self) -> ImageStore:
         return ImageStore(self.paths, self.conn)
+
+    def close(self) -> None:
+        """Close the database. Needed before forking a monitor: SQLite's per-process lock state
+        must not be inherited by a child that opens the same database (it would share it)."""
+        conn = self.__dict__.pop("conn", None)
+        self.__dict__.pop("images", None)
+        if conn is not None:
+            conn.close()

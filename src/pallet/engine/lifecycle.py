@@ -96,6 +96,7 @@ def start(engine: Engine, ref: str, attach: socket.socket | None = None) -> Cont
         spec = prepare_bundle(engine, rec)
         from pallet.runtime import monitor
 
+        engine.close()
         try:
             monitor.spawn(spec, attach)
         except monitor.StartError as e:
@@ -185,12 +186,14 @@ def prepare_bundle(engine: Engine, rec: ContainerRecord) -> Any:
 
 
 def _use_overlay(engine: Engine) -> bool:
+    if os.environ.get("PALLET_NO_OVERLAY") == "1":
+        return False
     marker = engine.paths.root / ".overlay"
     if marker.exists():
         return marker.read_text() == "yes"
     from pallet.runtime import rootfs
 
-    ok = rootfs.overlay_supported(engine.paths.tmp) and os.environ.get("PALLET_NO_OVERLAY") != "1"
+    ok = rootfs.overlay_supported(engine.paths.tmp)
     marker.write_text("yes" if ok else "no")
     return ok
 

@@ -101,6 +101,7 @@ class ImageStore:
         Call inside writing(); register the result with add_image() in the same lock."""
         writer = self.content.writer() if keep_blob else None
         tmp = Path(tempfile.mkdtemp(prefix="unpack-", dir=self.paths.layers))
+        os.chmod(tmp, 0o755)  # a layer's root is the container's /, as docker's diff dirs
         try:
             src: Any = _TeeReader(stream, writer) if writer else stream
             res = layerfs.unpack_layer(src, tmp)

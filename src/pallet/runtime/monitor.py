@@ -75,6 +75,7 @@ def _monitor_main(spec: MonitorSpec, attach_fd: int | None, status_w: int) -> No
     code = 1
     try:
         os.chdir("/")  # never pin a mount the CLI happened to be in
+        _close_inherited({status_w} | ({attach_fd} if attach_fd is not None else set()))
         _detach_stdio(spec.container_dir / "monitor.log")
         mon = Monitor(spec, attach_fd)
         mon.run(status_w)
@@ -89,6 +90,18 @@ def _monitor_main(spec: MonitorSpec, attach_fd: int | None, status_w: int) -> No
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def _close_inherited(keep: set[int]) -> None:
+    """Forked from the CLI without exec: drop every descriptor it had open (its lock files above
+    all, which would otherwise stay locked for the container's whole life)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _detach_stdio(log: Path) -> None:
@@ -363,9 +376,12 @@ def process_start_time(pid: int) -> str | None:
     """Field 22 of /proc/PID/stat: tells a live process from a later one reusing its pid."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None  # a zombie has finished: it only waits for its parent to reap it
+    return fields[19]
 
 
 def _write_pid_file(path: Path, pid: int) -> None:
