@@ -188,6 +188,14 @@ class Scratch:
         return proc
 
     def close(self) -> None:
+        """Kill, unmount, remove, verify; SIGINT and SIGTERM wait until this is done."""
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._cleanup()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def _cleanup(self) -> None:
         if not self.path.exists():
             return
         for proc in self._procs:

@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from conftest import Pallet, needs_root
 
 pytestmark = [needs_root(), pytest.mark.integration]
@@ -40,7 +41,9 @@ def test_tag_filter_and_rmi_rules(busybox: Pallet) -> None:
     busybox("tag", "busybox", "localhost:5000/b:2")
     names = busybox.out("images", "--format", "{{.Repository}}:{{.Tag}}").split()
     assert sorted(names) == ["busybox:latest", "example.com/team/app:v1", "localhost:5000/b:2"]
-    assert busybox.out("images", "--filter", "reference=busybox", "--format", "{{.Repository}}") == "busybox\n"
+    assert (
+        busybox.out("images", "--filter", "reference=busybox", "--format", "{{.Repository}}") == "busybox\n"
+    )
     assert busybox.out("images", "-f", "dangling=true", "-q") == ""
     # By ID while the image has several repositories: refused without -f.
     p = busybox("rmi", busybox.out("images", "-q").split()[0], check=False)
@@ -84,8 +87,21 @@ def test_import_with_changes_and_run(busybox: Pallet, tmp_path: Path) -> None:
     busybox_root = busybox.out("image", "inspect", "-f", "{{.Id}}", "busybox").strip()
     assert busybox_root
     tar = _rootfs(tmp_path / "r.tar", {"hello.txt": b"hi there\n"})
-    image_id = busybox.out("import", "-m", "note", "-c", "ENV A=1", "-c", 'CMD ["/x"]',
-                           "-c", "WORKDIR /srv", "-c", "EXPOSE 80", str(tar), "imp:1").strip()
+    image_id = busybox.out(
+        "import",
+        "-m",
+        "note",
+        "-c",
+        "ENV A=1",
+        "-c",
+        'CMD ["/x"]',
+        "-c",
+        "WORKDIR /srv",
+        "-c",
+        "EXPOSE 80",
+        str(tar),
+        "imp:1",
+    ).strip()
     info = json.loads(busybox.out("image", "inspect", "imp:1"))[0]
     assert info["Id"] == image_id
     assert info["Config"]["Env"] == ["A=1"] and info["Config"]["Cmd"] == ["/x"]

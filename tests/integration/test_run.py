@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import PALLET, Pallet, mounts_under, needs_root
 
 pytestmark = [needs_root(), pytest.mark.integration]
@@ -30,8 +31,12 @@ def test_exit_codes(busybox: Pallet) -> None:
 
 
 def test_killed_by_signal_is_128_plus_n(busybox: Pallet) -> None:
-    proc = subprocess.Popen([*PALLET, "run", "--name", "victim", "busybox", "sleep", "30"], env=busybox.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*PALLET, "run", "--name", "victim", "busybox", "sleep", "30"],
+        env=busybox.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 10
     pid = 0
     while time.monotonic() < deadline and not pid:
@@ -46,8 +51,11 @@ def test_killed_by_signal_is_128_plus_n(busybox: Pallet) -> None:
 
 
 def test_stdout_stderr_and_namespaces(busybox: Pallet) -> None:
-    p = sh(busybox, "echo out; echo err >&2; echo pid=$$; hostname; ls /proc/1/ns >/dev/null; "
-                    "cat /proc/net/dev | grep -c :")
+    p = sh(
+        busybox,
+        "echo out; echo err >&2; echo pid=$$; hostname; ls /proc/1/ns >/dev/null; "
+        "cat /proc/net/dev | grep -c :",
+    )
     assert p.returncode == 0
     lines = p.stdout.decode().split()
     assert lines[0] == "out" and lines[1] == "pid=1"
@@ -78,8 +86,21 @@ def test_docker_mounts(busybox: Pallet) -> None:
 
 
 def test_process_settings(busybox: Pallet) -> None:
-    p = busybox("run", "--rm", "-e", "FOO=bar", "-w", "/made/here", "-h", "box", "--entrypoint", "/bin/sh",
-                "busybox", "-c", "echo $FOO $(pwd) $(hostname) $HOME $(id -u)")
+    p = busybox(
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/made/here",
+        "-h",
+        "box",
+        "--entrypoint",
+        "/bin/sh",
+        "busybox",
+        "-c",
+        "echo $FOO $(pwd) $(hostname) $HOME $(id -u)",
+    )
     assert p.stdout.decode().split() == ["bar", "/made/here", "box", "/root", "0"]
     assert sh(busybox, "id -u; id -g", "-u", "nobody").stdout.decode().split() == ["65534", "65534"]
     assert sh(busybox, "id -u; id -g", "-u", "1234:1234").stdout.decode().split() == ["1234", "1234"]
@@ -94,14 +115,39 @@ def test_image_config_is_honoured(busybox: Pallet, tmp_path: Path) -> None:
         info.type = tarfile.DIRTYPE
         info.mode = 0o777
         tf.addfile(info)
-    busybox("import", "-c", "ENV GREETING=hello", "-c", "WORKDIR /srv/app", "-c", "USER nobody",
-            "-c", 'ENTRYPOINT ["/bin/echo"]', "-c", 'CMD ["default"]', str(tar), "cfg:1")
+    busybox(
+        "import",
+        "-c",
+        "ENV GREETING=hello",
+        "-c",
+        "WORKDIR /srv/app",
+        "-c",
+        "USER nobody",
+        "-c",
+        'ENTRYPOINT ["/bin/echo"]',
+        "-c",
+        'CMD ["default"]',
+        str(tar),
+        "cfg:1",
+    )
     # Stack it on busybox by running busybox's binary through a bind? Simpler: commit-less check via
     # the image's own layer list: run the image's config on busybox's rootfs is not possible, so check
     # through a busybox image carrying the same config.
-    busybox("import", "-c", "ENV GREETING=hello", "-c", "WORKDIR /srv/app", "-c", "USER nobody",
-            "-c", 'ENTRYPOINT ["/bin/sh", "-c"]', "-c", 'CMD ["echo $GREETING $(pwd) $(id -u)"]',
-            str(_busybox_rootfs(busybox, tmp_path)), "cfg:2")
+    busybox(
+        "import",
+        "-c",
+        "ENV GREETING=hello",
+        "-c",
+        "WORKDIR /srv/app",
+        "-c",
+        "USER nobody",
+        "-c",
+        'ENTRYPOINT ["/bin/sh", "-c"]',
+        "-c",
+        'CMD ["echo $GREETING $(pwd) $(id -u)"]',
+        str(_busybox_rootfs(busybox, tmp_path)),
+        "cfg:2",
+    )
     assert busybox.out("run", "--rm", "cfg:2").split() == ["hello", "/srv/app", "65534"]
     assert busybox.out("run", "--rm", "cfg:2", "echo override").split() == ["override"]
 
@@ -130,7 +176,7 @@ def test_create_start_ps_rm(busybox: Pallet) -> None:
     p = busybox("create", "--name", "web", "busybox", check=False)
     assert p.returncode == 125 and b"already in use" in p.stderr
     busybox("run", "-d", "--name", "bg", "busybox", "sleep", "60")
-    assert busybox.out("ps", "-q") .split() == [busybox.out("inspect", "-f", "{{.Id}}", "bg").strip()[:12]]
+    assert busybox.out("ps", "-q").split() == [busybox.out("inspect", "-f", "{{.Id}}", "bg").strip()[:12]]
     p = busybox("rm", "bg", check=False)
     assert p.returncode == 1 and b"container is running" in p.stderr
     busybox("rm", "-f", "bg", "web")
@@ -183,29 +229,50 @@ def _many_layer_archive(base: bytes, tmp_path: Path, extra: int) -> Path:
             tf.addfile(info, io.BytesIO(data))
         layers.append(buf.getvalue())
     diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+    ).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
     out = tmp_path / "many.tar"
     with tarfile.open(out, "w") as tf:
+
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
+
         names = []
         for d, layer in zip(diff_ids, layers, strict=True):
             names.append(f"{d[7:]}/layer.tar")
             add(names[-1], layer)
         add(config_name, config)
-        add("manifest.json", json.dumps([{"Config": config_name, "RepoTags": ["many:1"],
-                                          "Layers": names}]).encode())
+        add(
+            "manifest.json",
+            json.dumps([{"Config": config_name, "RepoTags": ["many:1"], "Layers": names}]).encode(),
+        )
     return out
 
 
 def test_copy_fallback_without_overlay(busybox: Pallet) -> None:
     env = {**busybox.env, "PALLET_NO_OVERLAY": "1"}
-    p = subprocess.run([*PALLET, "run", "--rm", "busybox", "sh", "-c", "echo hi > /new; cat /new; "
-                        "grep ' / ' /proc/mounts | cut -d' ' -f3"], env=env, capture_output=True)
+    p = subprocess.run(
+        [
+            *PALLET,
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /new; cat /new; grep ' / ' /proc/mounts | cut -d' ' -f3",
+        ],
+        env=env,
+        capture_output=True,
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stdout.decode().split()
     assert lines[0] == "hi" and lines[1] != "overlay"

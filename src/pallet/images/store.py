@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pallet.errors import Conflict, NotFound, PalletError
-from pallet.images import layers as layerfs
 from pallet.images.content import CHUNK, BlobWriter, ContentStore
 from pallet.oci import mediatypes as mt
 from pallet.oci import reference as refs
@@ -99,6 +98,8 @@ class ImageStore:
     ) -> LayerRecord:
         """Unpack one layer stream (read once: hashed into a blob while it is unpacked).
         Call inside writing(); register the result with add_image() in the same lock."""
+        from pallet.images import layers as layerfs
+
         writer = self.content.writer() if keep_blob else None
         tmp = Path(tempfile.mkdtemp(prefix="unpack-", dir=self.paths.layers))
         os.chmod(tmp, 0o755)  # a layer's root is the container's /, as docker's diff dirs
