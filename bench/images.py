@@ -216,11 +216,12 @@ def unpack_table(results: list[tuple[str, Stats]]) -> str:
 
 def filesystem_of(path: Path) -> str:
     """'ext4 (/)': the type and mount point of the mount holding path."""
-    best = ("?", "")
+    target, best = str(path.resolve()), ("?", "")
     with open("/proc/self/mounts") as f:
         for line in f:
             point, fstype = line.split()[1:3]
-            if str(path.resolve()).startswith(point.rstrip("/") + "/") and len(point) >= len(best[1]):
+            inside = target == point or target.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best[1]):
                 best = (fstype, point)
     return f"{best[0]} ({best[1]})"
 

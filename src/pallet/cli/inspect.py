@@ -18,7 +18,8 @@ def inspect(prog: str, args: list[str]) -> int:
     ns = p.parse(args)
     requires(ns.names, prog, "[OPTIONS] NAME|ID [NAME|ID...]")
     from pallet.cli.images import print_inspect
-    from pallet.engine import containers, images
+    from pallet.engine import images
+    from pallet.engine import inspect as inspection
 
     engine = Engine()
 
@@ -26,7 +27,7 @@ def inspect(prog: str, args: list[str]) -> int:
         def get() -> Any:
             if ns.type != "image":
                 try:
-                    return containers.inspect(engine, name)
+                    return inspection.container(engine, name)
                 except NotFound:
                     if ns.type == "container":
                         raise
@@ -37,3 +38,17 @@ def inspect(prog: str, args: list[str]) -> int:
         return get
 
     return print_inspect([getter(n) for n in ns.names], ns.format)
+
+
+def container_inspect(prog: str, args: list[str]) -> int:
+    p = Parser(prog, "[OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-f", "--format")
+    p.add_argument("-s", "--size", action="store_true")
+    p.add_argument("names", nargs="*")
+    ns = p.parse(args)
+    requires(ns.names, prog, "[OPTIONS] CONTAINER [CONTAINER...]")
+    from pallet.cli.images import print_inspect
+    from pallet.engine import inspect as inspection
+
+    engine = Engine()
+    return print_inspect([lambda n=n: inspection.container(engine, n) for n in ns.names], ns.format)

@@ -9,11 +9,29 @@ from importlib import import_module
 
 # command words -> (module under pallet.cli, function, one-line summary)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("containers", "run", "Create and run a new container from an image"),
-    "create": ("containers", "create", "Create a new container"),
-    "start": ("containers", "start", "Start one or more stopped containers"),
-    "ps": ("containers", "ps", "List containers"),
-    "rm": ("containers", "rm", "Remove one or more containers"),
+    "run": ("run", "run", "Create and run a new container from an image"),
+    "create": ("run", "create", "Create a new container"),
+    "start": ("lifecycle", "start", "Start one or more stopped containers"),
+    "stop": ("lifecycle", "stop", "Stop one or more running containers"),
+    "kill": ("lifecycle", "kill", "Kill one or more running containers"),
+    "restart": ("lifecycle", "restart", "Restart one or more containers"),
+    "wait": ("lifecycle", "wait", "Block until one or more containers stop, then print their exit codes"),
+    "pause": ("lifecycle", "pause", "Pause all processes within one or more containers"),
+    "unpause": ("lifecycle", "unpause", "Unpause all processes within one or more containers"),
+    "rename": ("lifecycle", "rename", "Rename a container"),
+    "update": ("lifecycle", "update", "Update configuration of one or more containers"),
+    "rm": ("lifecycle", "rm", "Remove one or more containers"),
+    "logs": ("logs", "logs", "Fetch the logs of a container"),
+    "attach": ("attach", "attach", "Attach local standard input, output, and error streams to a container"),
+    "exec": ("exec", "exec_", "Execute a command in a running container"),
+    "ps": ("ps", "ps", "List containers"),
+    "top": ("stats", "top", "Display the running processes of a container"),
+    "stats": ("stats", "stats", "Display a live stream of container(s) resource usage statistics"),
+    "cp": ("files", "cp", "Copy files/folders between a container and the local filesystem"),
+    "diff": ("files", "diff", "Inspect changes to files or directories on a container's filesystem"),
+    "commit": ("files", "commit", "Create a new image from a container's changes"),
+    "export": ("files", "export", "Export a container's filesystem as a tar archive"),
+    "port": ("port", "port", "List port mappings or a specific mapping for the container"),
     "images": ("images", "images", "List images"),
     "tag": ("images", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
     "rmi": ("images", "rmi", "Remove one or more images"),
@@ -26,7 +44,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("system", "info", "Display system-wide information"),
 }
 
-# `pallet image ls` and friends: group word -> {subcommand -> top-level command or handler}
+# `pallet image ls` and friends: group word -> {subcommand -> (module, function)}. A top-level
+# command of the same name is the default target.
 GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "image": {
         "ls": ("images", "images"), "list": ("images", "images"), "tag": ("images", "tag"),
@@ -36,12 +55,14 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "bootstrap": ("images", "bootstrap"),
     },
     "container": {
-        "run": ("containers", "run"), "create": ("containers", "create"), "start": ("containers", "start"),
-        "ls": ("containers", "ps"), "list": ("containers", "ps"), "ps": ("containers", "ps"),
-        "rm": ("containers", "rm"), "remove": ("containers", "rm"),
-        "inspect": ("containers", "container_inspect"),
+        **{name: COMMANDS[name][:2] for name in (
+            "run", "create", "start", "stop", "kill", "restart", "wait", "pause", "unpause", "rename",
+            "update", "rm", "logs", "attach", "exec", "top", "stats", "cp", "diff", "commit", "export",
+            "port")},
+        "ls": ("ps", "ps"), "list": ("ps", "ps"), "ps": ("ps", "ps"), "remove": ("lifecycle", "rm"),
+        "inspect": ("inspect", "container_inspect"), "prune": ("lifecycle", "container_prune"),
     },
-    "system": {"info": ("system", "info")},
+    "system": {"info": ("system", "info"), "df": ("system", "df"), "prune": ("system", "prune")},
 }
 
 USAGE = """Usage:  pallet [OPTIONS] COMMAND

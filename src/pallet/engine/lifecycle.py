@@ -3,19 +3,18 @@ reads back what the monitor recorded."""
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import signal
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from pallet.engine.containers import lookup, now_rfc3339
 from pallet.engine.core import Engine
-from pallet.errors import PalletError
+from pallet.errors import Conflict, PalletError
 from pallet.state import containers as records
 from pallet.state.containers import ContainerRecord
 from pallet.state.locks import file_lock
@@ -126,10 +125,10 @@ def _undo_start(engine: Engine, rec: ContainerRecord, error: str) -> None:
 
 
 def prepare_bundle(engine: Engine, rec: ContainerRecord) -> Any:
-    """Mount the rootfs, write /etc files and config.json; return the monitor's spec."""
-    from pallet.runtime import rootfs, users
+    """Mount the rootfs, write the OCI bundle; return the monitor's spec."""
+    from pallet.engine.bundle import write_bundle
+    from pallet.runtime import rootfs
     from pallet.runtime.monitor import MonitorSpec
-    from pallet.runtime.spec import default_spec
 
     cfg = rec.config["Config"]
     hc = rec.config["HostConfig"]
@@ -143,27 +142,7 @@ def prepare_bundle(engine: Engine, rec: ContainerRecord) -> Any:
             rootfs.copy_layers([engine.images.layer_dir(c) for c in chains], target)
             (cdir / ".copied").touch()
     try:
-        user = users.resolve(target, cfg.get("User") or "", hc.get("GroupAdd"))
-        workdir = cfg.get("WorkingDir") or "/"
-        rootfs.make_dir_in(target, workdir, user.uid, user.gid)
-        etc_mounts = _write_etc_files(cdir, cfg)
-        env = list(cfg.get("Env") or [])
-        if not any(e.startswith("HOME=") for e in env):
-            env.append(f"HOME={user.home}")
-        args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
-        spec = default_spec(
-            args=args,
-            env=env,
-            cwd=workdir,
-            hostname=cfg.get("Hostname") or rec.id[:12],
-            domainname=cfg.get("Domainname") or "",
-            user=(user.uid, user.gid, user.groups),
-            terminal=bool(cfg.get("Tty")),
-            readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
-            cgroups_path=f"/pallet/{rec.id}",
-            extra_mounts=etc_mounts,
-        )
-        _write_atomic(cdir / "config.json", json.dumps(spec).encode())
+        write_bundle(engine, rec, target)
     except BaseException:
         rootfs.unmount(target)
         raise
@@ -198,49 +177,6 @@ def _use_overlay(engine: Engine) -> bool:
     return ok
 
 
-def _write_etc_files(cdir: Path, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    hostname = cfg.get("Hostname") or ""
-    _write_atomic(cdir / "hostname", f"{hostname}\n".encode())
-    hosts = (
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-    )
-    _write_atomic(cdir / "hosts", hosts.encode())
-    if not (cdir / "resolv.conf").exists():
-        _write_atomic(cdir / "resolv.conf", _resolv_conf())
-    opts = ["rbind", "rprivate"]
-    return [
-        {"destination": f"/etc/{n}", "type": "bind", "source": str(cdir / n), "options": list(opts)}
-        for n in ("resolv.conf", "hostname", "hosts")
-    ]
-
-
-def _resolv_conf() -> bytes:
-    # Without a network of its own the container gets the host's search/options but no
-    # nameserver that points at the host's loopback resolver (unreachable from its netns).
-    try:
-        lines = Path("/etc/resolv.conf").read_text().splitlines()
-    except OSError:
-        lines = []
-    kept = [
-        ln
-        for ln in lines
-        if ln.strip()
-        and not ln.startswith("#")
-        and not (ln.startswith("nameserver") and ("127." in ln or "::1" in ln))
-    ]
-    return ("\n".join(kept) + "\n").encode() if kept else b""
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-
-
 def kill_and_wait(engine: Engine, rec: ContainerRecord, timeout: float = 10.0) -> None:
     """SIGKILL the container and wait for its monitor to record the exit."""
     pid = int(rec.state.get("Pid") or 0)
@@ -273,3 +209,28 @@ def wait_exit(engine: Engine, cid: str, poll: float = 0.05) -> dict[str, Any]:
         if not rec.state.get("Running"):
             return rec.state
         time.sleep(poll)
+
+
+def remove(engine: Engine, ref: str, *, force: bool = False) -> str:
+    rec = lookup(engine, ref)
+    with container_lock(engine, rec.id):
+        rec = refresh(engine, rec)
+        if rec.state.get("Running"):
+            if not force:
+                raise Conflict(
+                    f'cannot remove container "/{rec.name}": container is running: stop the '
+                    "container before removing or force remove"
+                )
+            kill_and_wait(engine, rec)
+        _cleanup_files(engine, rec)
+        records.delete(engine.conn, rec.id)
+    return ref
+
+
+def _cleanup_files(engine: Engine, rec: ContainerRecord) -> None:
+    from pallet.runtime import rootfs
+
+    cdir = engine.paths.container_dir(rec.id)
+    rootfs.unmount(cdir / "rootfs")
+    shutil.rmtree(cdir, ignore_errors=True)
+    shutil.rmtree(engine.paths.container_run(rec.id), ignore_errors=True)

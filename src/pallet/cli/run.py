@@ -1,39 +1,13 @@
-"""Container commands: run, create, start, ps, rm, container inspect."""
+"""`run` and `create`: docker's flags turned into an Engine API ContainerCreate body."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from pallet.cli.args import Parser, out, requires
 from pallet.engine.core import Engine
 from pallet.errors import InvalidArgument, PalletError
-
-PS_TABLE = [
-    ("CONTAINER ID", "{{.ID}}"),
-    ("IMAGE", "{{.Image}}"),
-    ("COMMAND", "{{.Command}}"),
-    ("CREATED", "{{.RunningFor}}"),
-    ("STATUS", "{{.Status}}"),
-    ("PORTS", "{{.Ports}}"),
-    ("NAMES", "{{.Names}}"),
-]
-PS_HEADERS = {
-    "ID": "CONTAINER ID",
-    "Image": "IMAGE",
-    "Command": "COMMAND",
-    "RunningFor": "CREATED",
-    "CreatedAt": "CREATED AT",
-    "Status": "STATUS",
-    "Ports": "PORTS",
-    "Names": "NAMES",
-    "Labels": "LABELS",
-    "Mounts": "MOUNTS",
-    "Networks": "NETWORKS",
-    "Size": "SIZE",
-    "State": "STATE",
-}
 
 
 def _create_parser(prog: str, usage: str) -> Parser:
@@ -196,7 +170,7 @@ def run(prog: str, args: list[str]) -> int:
     except PalletError as e:
         if ns.rm:
             try:
-                containers.remove(engine, cid, force=True)
+                lifecycle.remove(engine, cid, force=True)
             except PalletError:
                 pass
         e.exit_code = 125
@@ -209,99 +183,3 @@ def _start_or_125(fn: Any) -> Any:
     except PalletError as e:
         e.exit_code = 125
         raise
-
-
-def start(prog: str, args: list[str]) -> int:
-    p = Parser(prog, "[OPTIONS] CONTAINER [CONTAINER...]")
-    p.add_argument("-a", "--attach", action="store_true")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("containers", nargs="*")
-    ns = p.parse(args)
-    requires(ns.containers, prog, "[OPTIONS] CONTAINER [CONTAINER...]")
-    from pallet.engine import lifecycle
-
-    engine = Engine()
-    if ns.attach or ns.interactive:
-        if len(ns.containers) > 1:
-            raise InvalidArgument("you cannot start and attach multiple containers at once")
-        from pallet.cli.attach import attached_start
-        from pallet.engine.containers import lookup
-
-        return attached_start(
-            engine, lookup(engine, ns.containers[0]).id, stdin=ns.interactive, sig_proxy=True
-        )
-    code = 0
-    for ref in ns.containers:
-        try:
-            lifecycle.start(engine, ref)
-            out(ref + "\n")
-        except PalletError as e:
-            sys.stderr.write(f"Error: {e}\n")
-            code = 1
-    return code
-
-
-def rm(prog: str, args: list[str]) -> int:
-    p = Parser(prog, "[OPTIONS] CONTAINER [CONTAINER...]")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("-v", "--volumes", action="store_true")
-    p.add_argument("-l", "--link", action="store_true")
-    p.add_argument("containers", nargs="*")
-    ns = p.parse(args)
-    requires(ns.containers, prog, "[OPTIONS] CONTAINER [CONTAINER...]")
-    from pallet.engine import containers
-
-    engine = Engine()
-    code = 0
-    for ref in ns.containers:
-        try:
-            out(containers.remove(engine, ref, force=ns.force) + "\n")
-        except PalletError as e:
-            sys.stderr.write(f"Error: {e}\n")
-            code = 1
-    return code
-
-
-def ps(prog: str, args: list[str]) -> int:
-    p = Parser(prog, "[OPTIONS]")
-    p.add_argument("-a", "--all", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("-n", "--last", type=int, default=-1)
-    p.add_argument("-l", "--latest", action="store_true")
-    p.add_argument("-s", "--size", action="store_true")
-    p.add_argument("-f", "--filter", action="append", default=[])
-    p.add_argument("--format")
-    ns = p.parse(args)
-    from pallet.cli.ps_rows import ps_row
-    from pallet.engine import containers
-
-    engine = Engine()
-    show_all = ns.all or ns.last >= 0 or ns.latest
-    recs = containers.list_containers(engine, all_containers=show_all)
-    if ns.latest:
-        recs = recs[:1]
-    elif ns.last >= 0:
-        recs = recs[: ns.last]
-    if ns.quiet:
-        out("".join((r.id if ns.no_trunc else r.short_id) + "\n" for r in recs))
-        return 0
-    from pallet.cli.format import format_rows
-
-    rows = [ps_row(r, ns.no_trunc) for r in recs]
-    out(format_rows(ns.format, rows, PS_TABLE, PS_HEADERS))
-    return 0
-
-
-def container_inspect(prog: str, args: list[str]) -> int:
-    p = Parser(prog, "[OPTIONS] CONTAINER [CONTAINER...]")
-    p.add_argument("-f", "--format")
-    p.add_argument("-s", "--size", action="store_true")
-    p.add_argument("names", nargs="*")
-    ns = p.parse(args)
-    requires(ns.names, prog, "[OPTIONS] CONTAINER [CONTAINER...]")
-    from pallet.cli.images import print_inspect
-    from pallet.engine import containers
-
-    engine = Engine()
-    return print_inspect([lambda n=n: containers.inspect(engine, n) for n in ns.names], ns.format)
