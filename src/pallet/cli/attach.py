@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 
@@ -22,6 +21,9 @@ def attached_start(engine: Engine, cid: str, *, stdin: bool, sig_proxy: bool) ->
         rec = lifecycle.start(engine, cid, attach=theirs)
     finally:
         theirs.close()
+    from pallet.runtime import stream
+
+    ours.sendall(stream.pack_json(stream.OPEN, {"Stdin": stdin, "Stdout": True, "Stderr": True}))
     pid = int(rec.state.get("Pid") or 0)
     if sig_proxy and pid:
         _proxy_signals(pid)
@@ -46,47 +48,30 @@ def _proxy_signals(pid: int) -> None:
 
 
 def _pump_stdin(sock: socket.socket) -> None:
+    from pallet.runtime import stream
+
     fd = sys.stdin.fileno()
     try:
         while data := os.read(fd, 65536):
-            sock.sendall(data)
+            sock.sendall(stream.pack(stream.STDIN, data))
+        sock.sendall(stream.pack(stream.STDIN_EOF))
     except OSError:
         pass
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        try:
-            chunk = sock.recv(n - len(buf))
-        except InterruptedError:
-            continue
-        if not chunk:
-            return buf
-        buf += chunk
-    return buf
 
 
 def _pump_output(sock: socket.socket) -> int | None:
-    from pallet.runtime.monitor import EXIT_FRAME
+    from pallet.runtime import stream
 
-    outs = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
-    while True:
-        header = _recv_exact(sock, 8)
-        if len(header) < 8:
-            return None
-        stream, size = struct.unpack(">BxxxI", header)
-        payload = _recv_exact(sock, size)
-        if stream == EXIT_FRAME:
+    outs = {stream.STDOUT: sys.stdout.buffer, stream.STDERR: sys.stderr.buffer}
+    while (frame := stream.recv_frame(sock)) is not None:
+        kind, payload = frame
+        if kind == stream.EXIT:
             return int(json.loads(payload).get("ExitCode", 0))
-        dest = outs.get(stream)
+        dest = outs.get(kind)
         if dest is not None:
             try:
                 dest.write(payload)
                 dest.flush()
             except BrokenPipeError:
-                outs.pop(stream)
+                outs.pop(kind)
+    return None

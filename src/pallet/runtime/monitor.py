@@ -2,10 +2,7 @@
 container's stdio, writes its json-file log, feeds attached clients, and records how the
 container ended. One runs per running container, so it imports little.
 
-Attach stream (to a client that handed us a socket): docker's multiplexed frames
-`[stream, 0, 0, 0, size(u32 BE)] payload` with stream 1 = stdout, 2 = stderr, and a final
-EXIT_FRAME whose payload is the JSON exit record. Bytes the client sends are the container's
-stdin; the client's shutdown(SHUT_WR) closes it.
+Clients speak the frame protocol of runtime/stream.py.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EXIT_FRAME = 0xFE
 PARTIAL_LINE_MAX = 16 * 1024  # docker's json-file cuts lines at 16K
 
 
@@ -172,6 +168,9 @@ class Monitor:
         self.stdin_w: int | None = None
         self.stdin_buf = b""
         self.log = JsonLog(spec.log_path)
+        from pallet.runtime.stream import FrameBuffer
+
+        self.client_frames = FrameBuffer()
 
     # ---- start -------------------------------------------------------------------------
 
@@ -264,27 +263,29 @@ class Monitor:
     def _output(self, stream: str, data: bytes) -> None:
         self.log.write(stream, data)
         if self.client is not None:
-            frame = struct.pack(">BxxxI", 1 if stream == "stdout" else 2, len(data)) + data
+            frame = struct.pack(">BxxxI", 1 if stream == "stdout" else 2, len(data)) + data  # stream.pack
             try:
                 self.client.sendall(frame)
             except OSError:
                 self._drop_client()
 
     def _client_input(self) -> None:
+        from pallet.runtime import stream
+
         assert self.client is not None
         try:
             data = self.client.recv(65536)
         except OSError:
             data = b""
         if not data:
-            # Client closed its write side: stdin EOF. Keep sending it output.
-            self.sel.unregister(self.client)
-            self._close_stdin_when_flushed()
+            self._drop_client()  # the client went away: detached, the container goes on
             return
-        if self.stdin_w is None:
-            return
-        self.stdin_buf += data
-        self._flush_stdin()
+        for kind, payload in self.client_frames.feed(data):
+            if kind == stream.STDIN and self.stdin_w is not None:
+                self.stdin_buf += payload
+                self._flush_stdin()
+            elif kind == stream.STDIN_EOF:
+                self._close_stdin_when_flushed()
 
     def _flush_stdin(self) -> None:
         if self.stdin_w is None:
@@ -366,7 +367,7 @@ class Monitor:
         if self.client is not None:
             payload = json.dumps(record).encode()
             try:
-                self.client.sendall(struct.pack(">BxxxI", EXIT_FRAME, len(payload)) + payload)
+                self.client.sendall(struct.pack(">BxxxI", 0xFE, len(payload)) + payload)  # stream.EXIT
             except OSError:
                 pass
             self._drop_client()
