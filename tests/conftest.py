@@ -160,4 +160,29 @@ def busybox(pallet: Pallet, busybox_archive: Path) -> Pallet:
     return pallet
 
 
+def runtime_available(name: str) -> str | None:
+    """None when the runtime can run here, else why not (for a skip reason)."""
+    if name == "pallet":
+        return None
+    if not shutil.which(name):
+        return f"{name} is not installed"
+    if (
+        name == "crun"
+        and not Path("/sys/fs/cgroup/hugetlb").is_mount()
+        and Path("/sys/fs/cgroup/memory").is_dir()
+    ):
+        return "crun refuses this hybrid cgroup layout until hugetlb is mounted as v1 (scripts/setup does it)"
+    return None
+
+
+@pytest.fixture(params=["pallet", "crun", "runc"])
+def runtime_busybox(request: pytest.FixtureRequest, busybox: Pallet) -> Pallet:
+    """`busybox`, with every container created on the given OCI runtime (parametrized)."""
+    reason = runtime_available(request.param)
+    if reason:
+        pytest.skip(reason)
+    busybox.env["PALLET_DEFAULT_RUNTIME"] = request.param
+    return busybox
+
+
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
