@@ -63,6 +63,11 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "inspect": ("inspect", "container_inspect"), "prune": ("lifecycle", "container_prune"),
     },
     "system": {"info": ("system", "info"), "df": ("system", "df"), "prune": ("system", "prune")},
+    "volume": {
+        "create": ("volumes", "create"), "ls": ("volumes", "ls"), "list": ("volumes", "ls"),
+        "inspect": ("volumes", "inspect"), "rm": ("volumes", "rm"), "remove": ("volumes", "rm"),
+        "prune": ("volumes", "prune"),
+    },
 }
 
 USAGE = """Usage:  pallet [OPTIONS] COMMAND
@@ -79,6 +84,7 @@ Management Commands:
   container   Manage containers
   image       Manage images
   system      Manage pallet
+  volume      Manage volumes
 
 Commands:
 """

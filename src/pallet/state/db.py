@@ -66,6 +66,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX containers_image ON containers(image_id);
     """,
+    """
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL,
+        created TEXT NOT NULL,
+        labels TEXT NOT NULL,            -- JSON object
+        options TEXT NOT NULL,           -- JSON object: the local driver's type/device/o
+        anonymous INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 
