@@ -1,52 +1,43 @@
 """`docker load` and `docker save`: docker-archive (classic and Docker 25+), OCI archives and layouts.
 
 Loading reads the tar once, in order, from a stream that may not seek (stdin). The index
-(manifest.json / index.json) usually comes last, so every member is kept until the end: small
-ones in memory, big ones spooled straight into the content store's ingest area, hashed as they
-pass. A spooled member that turns out to be a layer blob is later committed by a rename, so its
-bytes are written once. Nothing is registered until every blob digest and layer diff_id checks
-out; on any failure (KeyboardInterrupt included) spooled files, new layer directories and new
-blobs are removed again.
+(manifest.json / index.json) usually comes last, so every member is kept until the end
+(`archive_members`): small ones in memory, big ones spooled straight into the content store's
+ingest area, hashed as they pass. A spooled member that turns out to be a layer blob is later
+committed by a rename, so its bytes are written once. Nothing is registered until every blob
+digest and layer diff_id checks out; on any failure (KeyboardInterrupt included) spooled files,
+new layer directories and new blobs are removed again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import posixpath
 import re
 import shutil
-import tarfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pallet.images import layers as layerfs
+from pallet.images.archive_members import ArchiveError, ArchiveMembers, Member
 from pallet.images.archive_save import save, save_oci
 from pallet.images.config import host_architecture, manifest_for
 from pallet.images.content import CHUNK, BlobWriter
-from pallet.images.sniff import compression_of, peek
-from pallet.images.store import ImageError, ImageStore, LayerRecord
-from pallet.images.tarsafe import LayerError, Readable
+from pallet.images.sniff import compression_of
+from pallet.images.store import ImageStore, LayerRecord
+from pallet.images.tarstream import LayerError
 from pallet.oci import mediatypes as mt
 from pallet.oci import reference as refs
-from pallet.oci.digest import DigestError, hex_of
 
 __all__ = ["ArchiveError", "load", "load_dir", "save", "save_oci"]
 
-SMALL = 1 << 20  # members up to this size stay in memory: configs, manifests, index files
 _BLOB_NAME = re.compile(r"blobs/sha256/([a-f0-9]{64})")
 _CONFIG_NAME = re.compile(r"([a-f0-9]{64})\.json")
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 _IMAGE_NAME = "io.containerd.image.name"
 _REF_NAME = "org.opencontainers.image.ref.name"
-
-
-class ArchiveError(ImageError):
-    """The archive is not one we can load: not a tar, truncated, incomplete or inconsistent."""
 
 
 def load(store: ImageStore, source: BinaryIO) -> list[str]:
@@ -66,8 +57,9 @@ def _run(loader: _Loader, source: BinaryIO | None) -> list[str]:
     with loader.store.writing():
         try:
             if source is not None:
-                loader.read_tar(source)
-            return loader.finish(loader.root.resolve().name if loader.root else None)
+                loader.members.read_tar(source)
+            root = loader.members.root
+            return loader.finish(root.resolve().name if root else None)
         except BaseException:
             loader.rollback()
             raise
@@ -75,34 +67,7 @@ def _run(loader: _Loader, source: BinaryIO | None) -> list[str]:
             loader.discard()
 
 
-# ---- archive members ----------------------------------------------------------------------------
-
-class _Member:
-    """One file of the archive: bytes in memory, or a spooled, not yet committed blob."""
-
-    def __init__(self, name: str, data: bytes | None = None, writer: BlobWriter | None = None) -> None:
-        self.name = name
-        self.data = data
-        self.writer = writer
-        if writer is not None:
-            writer.file.flush()
-            self.digest, self.size = "sha256:" + writer.hash.hexdigest(), writer.size
-        else:
-            self.digest, self.size = "sha256:" + hashlib.sha256(data or b"").hexdigest(), len(data or b"")
-
-    def open(self) -> BinaryIO:
-        if self.writer is None:
-            return io.BytesIO(self.data or b"")
-        return open(self.writer.tmp, "rb")
-
-    def read_bytes(self) -> bytes:
-        with self.open() as f:
-            return f.read()
-
-    def head(self, n: int = 8) -> bytes:
-        with self.open() as f:
-            return f.read(n)
-
+# ---- images -------------------------------------------------------------------------------------
 
 _LAYER_TYPES = {"": mt.OCI_LAYER, "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD}
 
@@ -110,7 +75,7 @@ _LAYER_TYPES = {"": mt.OCI_LAYER, "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYE
 @dataclass
 class _Image:
     config: bytes
-    layers: list[_Member]
+    layers: list[Member]
     tags: list[str] = field(default_factory=list)  # normalised references
     manifest: bytes | None = None  # the archive's own manifest, when it has one
     manifest_type: str = mt.OCI_MANIFEST
@@ -120,124 +85,25 @@ class _Image:
 class _Loader:
     def __init__(self, store: ImageStore, root: Path | None = None) -> None:
         self.store = store
-        self.root = root  # an OCI layout directory, instead of a tar stream
-        self.members: dict[str, _Member] = {}
-        self.links: dict[str, str] = {}
+        self.members = ArchiveMembers(store.content, root)
         self.layers_before = set(os.listdir(store.paths.layers))
         self.placed: list[str] = []  # layer dirs we created (removed again on failure)
         self.new_blobs: list[str] = []  # blobs we committed that were not there before
         self.extra: list[BlobWriter] = []  # spools made while loading (decompressed bz2/xz layers)
-        self.by_digest: dict[str, _Member] = {}  # layer blobs to commit once everything checks out
+        self.by_digest: dict[str, Member] = {}  # layer blobs to commit once everything checks out
         self.sizes: dict[str, int] = {}  # chain ID -> unpacked size, for layers this load unpacked
-
-    # -- reading the tar ---------------------------------------------------------------------------
-
-    def read_tar(self, source: BinaryIO) -> None:
-        try:
-            with tarfile.open(fileobj=_maybe_zstd(source), mode="r|*", bufsize=CHUNK) as tf:
-                for ti in tf:
-                    name = _norm(ti.name)
-                    if ti.issym():
-                        self.links[name] = _norm(posixpath.join(posixpath.dirname(name), ti.linkname))
-                    elif ti.islnk():
-                        self.links[name] = _norm(ti.linkname)
-                    elif ti.isreg() and name:
-                        src = tf.extractfile(ti)
-                        assert src is not None
-                        self._add(name, src, ti.size)
-        except ArchiveError:
-            raise
-        except (tarfile.TarError, EOFError, zlib.error, LayerError) as exc:
-            raise ArchiveError(_tar_message(exc))
-
-    def _add(self, name: str, src: Readable, size: int) -> None:
-        old = self.members.pop(name, None)
-        if old is not None and old.writer is not None:
-            old.writer.abort()  # a later member of the same name replaces it, as tar does
-        if size <= SMALL:
-            data = src.read()
-            if len(data) != size:
-                raise ArchiveError("invalid archive: unexpected end of data (truncated?)")
-            self.members[name] = _Member(name, data=data)
-            return
-        writer = self.store.content.writer()
-        try:
-            while chunk := src.read(CHUNK):
-                writer.write(chunk)
-        except BaseException:
-            writer.abort()
-            raise
-        self.members[name] = _Member(name, writer=writer)
-        if writer.size != size:
-            raise ArchiveError("invalid archive: unexpected end of data (truncated?)")
-
-    def get(self, path: str) -> _Member:
-        name = _norm(path)
-        for _ in range(16):  # follow symlinks and hardlinks between members, boundedly
-            if name in self.members:
-                return self.members[name]
-            if name in self.links:
-                name = self.links[name]
-                continue
-            if self.root is not None:
-                return self._from_dir(name)
-            break
-        raise ArchiveError(f"invalid archive: {path} is missing")
-
-    def _from_dir(self, name: str) -> _Member:
-        base = self.root
-        assert base is not None
-        file = base / name
-        real = os.path.realpath(file)
-        if not real.startswith(os.path.realpath(base) + os.sep) or not os.path.isfile(real):
-            raise ArchiveError(f"invalid OCI layout {base}: {name} is missing")
-        with open(real, "rb") as f:
-            self._add(name, f, os.fstat(f.fileno()).st_size)
-        return self.members[name]
-
-    def json(self, path: str) -> Any:
-        try:
-            return json.loads(self.get(path).read_bytes())
-        except ValueError as exc:
-            raise ArchiveError(f"invalid archive: failed to decode {path}: {exc}")
-
-    def blob(self, desc: Any) -> _Member:
-        """The member a descriptor points at, with its digest and size checked."""
-        if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
-            raise ArchiveError("invalid archive: malformed descriptor")
-        try:
-            path = "blobs/sha256/" + hex_of(desc["digest"])
-        except DigestError as exc:
-            raise ArchiveError(f"invalid archive: {exc}")
-        member = self.get(path)
-        self.check(member, desc["digest"])
-        if isinstance(desc.get("size"), int) and desc["size"] != member.size:
-            raise ArchiveError(f"invalid archive: {path}: size {member.size}, expected {desc['size']}")
-        return member
-
-    def check(self, member: _Member, expected: str) -> None:
-        if member.digest != expected:
-            raise ArchiveError(f"invalid archive: {member.name}: digest mismatch: expected {expected}, "
-                               f"got {member.digest}")
 
     # -- the two kinds of index --------------------------------------------------------------------
 
     def images(self, dir_name: str | None) -> list[_Image]:
-        if self.root is None and self._has("manifest.json"):
+        if self.members.root is None and self.members.has("manifest.json"):
             return self._docker_images()  # docker reads manifest.json even when index.json is there
-        if self._has("index.json"):
+        if self.members.has("index.json"):
             return self._oci_images(dir_name)
         raise ArchiveError("invalid archive: does not contain a manifest.json")
 
-    def _has(self, name: str) -> bool:
-        try:
-            self.get(name)
-        except ArchiveError:
-            return False
-        return True
-
     def _docker_images(self) -> list[_Image]:
-        manifest = self.json("manifest.json")
+        manifest = self.members.json("manifest.json")
         if manifest is None:
             raise ArchiveError("invalid manifest, manifest cannot be null (but can be [])")
         if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):
@@ -246,15 +112,15 @@ class _Loader:
         for item in manifest:
             if not isinstance(item.get("Config"), str) or not isinstance(item.get("Layers", []), list):
                 raise ArchiveError("invalid archive: a manifest.json entry has no Config or bad Layers")
-            config = self.get(item["Config"])
+            config = self.members.get(item["Config"])
             m = _BLOB_NAME.fullmatch(config.name) or _CONFIG_NAME.fullmatch(config.name)
             if m:
-                self.check(config, "sha256:" + m.group(1))
+                self.members.check(config, "sha256:" + m.group(1))
             layers = []
             for path in item.get("Layers") or []:
-                layer = self.get(str(path))
+                layer = self.members.get(str(path))
                 if m := _BLOB_NAME.fullmatch(layer.name):
-                    self.check(layer, "sha256:" + m.group(1))
+                    self.members.check(layer, "sha256:" + m.group(1))
                 layers.append(layer)
             tags = []
             for tag in item.get("RepoTags") or []:
@@ -269,7 +135,7 @@ class _Loader:
         return out
 
     def _oci_images(self, dir_name: str | None) -> list[_Image]:
-        index = self.json("index.json")
+        index = self.members.json("index.json")
         if not isinstance(index, dict) or index.get("schemaVersion") != 2:
             raise ArchiveError("invalid archive: index.json is not an OCI image index")
         by_config: dict[bytes, _Image] = {}
@@ -278,10 +144,10 @@ class _Loader:
             if found is None:
                 continue  # not an image (an artifact, an attestation)
             raw, manifest = found
-            config = self.blob(manifest.get("config")).read_bytes()
+            config = self.members.blob(manifest.get("config")).read_bytes()
             image = by_config.get(config)
             if image is None:
-                layers = [self.blob(d) for d in manifest.get("layers") or []]
+                layers = [self.members.blob(d) for d in manifest.get("layers") or []]
                 image = by_config[config] = _Image(config, layers, manifest=raw,
                                                    manifest_type=manifest.get("mediaType") or mt.OCI_MANIFEST)
             name = _name_from_annotations(desc.get("annotations") or {}, dir_name)
@@ -291,7 +157,7 @@ class _Loader:
 
     def _manifest(self, desc: Any, depth: int = 0) -> tuple[bytes, dict[str, Any]] | None:
         """The image manifest a descriptor leads to, choosing this host's platform in an index."""
-        raw = self.blob(desc).read_bytes()
+        raw = self.members.blob(desc).read_bytes()
         try:
             doc = json.loads(raw)
         except ValueError:
@@ -388,7 +254,7 @@ class _Loader:
         row = self.store.conn.execute("SELECT size FROM layers WHERE chain_id=?", (chain_id,)).fetchone()
         return int(row[0]) if row else None
 
-    def _decompress(self, member: _Member, comp: str) -> _Member:
+    def _decompress(self, member: Member, comp: str) -> Member:
         import bz2
         import lzma
         writer = self.store.content.writer()
@@ -400,7 +266,7 @@ class _Loader:
                     writer.write(chunk)
             except (OSError, EOFError, lzma.LZMAError) as exc:
                 raise ArchiveError(f"invalid layer {member.name}: {exc}")
-        return _Member(member.name, writer=writer)
+        return Member(member.name, writer=writer)
 
     def _commit(self, digest: str | None) -> None:
         if digest is None or self.store.content.has(digest):
@@ -417,9 +283,7 @@ class _Loader:
     # -- cleaning up -------------------------------------------------------------------------------
 
     def discard(self) -> None:
-        for member in self.members.values():
-            if member.writer is not None:
-                member.writer.abort()
+        self.members.discard()
         for writer in self.extra:
             writer.abort()
 
@@ -436,16 +300,11 @@ class _Loader:
 
 # ---- helpers ------------------------------------------------------------------------------------
 
-def _norm(name: str) -> str:
-    name = posixpath.normpath("/" + name).lstrip("/")
-    return "" if name == "." else name
-
-
 def _diff_error(i: int, expected: str, actual: str) -> ArchiveError:
     return ArchiveError(f'invalid diffID for layer {i}: expected "{expected}", got "{actual}"')
 
 
-def _tar_digest(member: _Member) -> str:
+def _tar_digest(member: Member) -> str:
     h = hashlib.sha256()
     with member.open() as f:
         try:
@@ -474,19 +333,3 @@ def _name_from_annotations(annotations: dict[str, Any], dir_name: str | None) ->
     except refs.ReferenceError:
         return None  # ref.name allows names docker cannot parse: load the image untagged
     return str(ref) if ref.digest is None else None
-
-
-def _maybe_zstd(source: BinaryIO) -> BinaryIO:
-    """tarfile sniffs gzip, bzip2 and xz itself; a zstd-compressed archive needs help."""
-    head, rest = peek(source)
-    return layerfs.open_decompressed(rest) if compression_of(head) == "zstd" else rest
-
-
-def _tar_message(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    not_tar = any(w in text for w in ("empty", "invalid header", "bad checksum", "not a"))
-    if isinstance(exc, tarfile.ReadError) and not_tar and "unexpected end" not in text:
-        return "invalid archive: not a tar archive"
-    if isinstance(exc, EOFError) or "unexpected end" in text or "truncated" in text:
-        return "invalid archive: unexpected end of data (truncated?)"
-    return f"invalid archive: {text}"
