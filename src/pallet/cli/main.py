@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "commit": ("files", "commit", "Create a new image from a container's changes"),
     "export": ("files", "export", "Export a container's filesystem as a tar archive"),
     "port": ("port", "port", "List port mappings or a specific mapping for the container"),
+    "build": ("build", "build", "Build an image from a Dockerfile"),
     "images": ("images", "images", "List images"),
     "tag": ("images", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
     "rmi": ("images", "rmi", "Remove one or more images"),
@@ -63,6 +64,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "inspect": ("inspect", "container_inspect"), "prune": ("lifecycle", "container_prune"),
     },
     "system": {"info": ("system", "info"), "df": ("system", "df"), "prune": ("system", "prune")},
+    "builder": {"prune": ("build", "builder_prune"), "build": ("build", "build")},
     "volume": {
         "create": ("volumes", "create"), "ls": ("volumes", "ls"), "list": ("volumes", "ls"),
         "inspect": ("volumes", "inspect"), "rm": ("volumes", "rm"), "remove": ("volumes", "rm"),
@@ -81,6 +83,7 @@ Options:
   -v, --version          Print version information and quit
 
 Management Commands:
+  builder     Manage builds
   container   Manage containers
   image       Manage images
   system      Manage pallet
