@@ -7,7 +7,7 @@ from typing import Any
 from pallet.cli.args import out, requires
 from pallet.cli.run_flags import create_body, create_parser
 from pallet.engine.core import Engine
-from pallet.errors import InvalidArgument, PalletError
+from pallet.errors import PalletError
 
 
 def create(prog: str, args: list[str]) -> int:
@@ -16,7 +16,9 @@ def create(prog: str, args: list[str]) -> int:
     requires([ns.image] if ns.image else [], prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
     from pallet.engine import containers
 
-    cid = _create_with_exit_code(lambda: containers.create(Engine(), create_body(ns), ns.name))
+    body = create_body(ns)
+    _console_size(body)
+    cid = _create_with_exit_code(lambda: containers.create(Engine(), body, ns.name))
     out(cid + "\n")
     return 0
 
@@ -33,15 +35,23 @@ def _create_with_exit_code(fn: Any) -> str:
 def run(prog: str, args: list[str]) -> int:
     p = create_parser(prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
     p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--sig-proxy", default="true")
+    p.add_argument("--sig-proxy", nargs="?", const="true", default="true")
     ns = p.parse(args)
     requires([ns.image] if ns.image else [], prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
-    if ns.tty:
-        raise InvalidArgument("--tty is not supported yet")
+    from pallet.cli import attach
+
+    # Refused before anything is created, as docker's CLI does.
+    sig_proxy = attach.parse_bool(ns.sig_proxy)
+    if not ns.detach:
+        from pallet.cli import detach_keys
+
+        detach_keys.parse(getattr(ns, "detach_keys", None))
+        attach.check_tty(ns.interactive, ns.tty)
     from pallet.engine import containers, lifecycle
 
     engine = Engine()
     body = create_body(ns)
+    _console_size(body)
     if ns.detach:
         body["AttachStdin"] = body["AttachStdout"] = body["AttachStderr"] = False
         body["StdinOnce"] = False
@@ -50,12 +60,9 @@ def run(prog: str, args: list[str]) -> int:
         _start_or_125(lambda: lifecycle.start(engine, cid))
         out(cid + "\n")
         return 0
-    from pallet.cli.attach import attached_start
-
     try:
-        return attached_start(
-            engine, cid, stdin=ns.interactive, sig_proxy=ns.sig_proxy.lower() not in ("false", "0")
-        )
+        keys = getattr(ns, "detach_keys", None)
+        return attach.attached_start(engine, cid, stdin=ns.interactive, sig_proxy=sig_proxy, detach_keys=keys)
     except PalletError as e:
         if ns.rm:
             try:
@@ -64,6 +71,18 @@ def run(prog: str, args: list[str]) -> int:
                 pass
         e.exit_code = 125
         raise
+
+
+def _console_size(body: dict[str, Any]) -> None:
+    """A TTY container starts with our terminal's size (HostConfig.ConsoleSize, [height, width]), as
+    docker's CLI sends it: no race with a first RESIZE."""
+    if not body.get("Tty"):
+        return
+    from pallet.cli.terminal import our_size
+
+    size = our_size()
+    if size:
+        body.setdefault("HostConfig", {})["ConsoleSize"] = list(size)
 
 
 def _start_or_125(fn: Any) -> Any:

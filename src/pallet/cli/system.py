@@ -66,3 +66,59 @@ def info(prog: str, args: list[str]) -> int:
     else:
         out(json.dumps(data, indent=2) + "\n")
     return 0
+
+
+def df(prog: str, args: list[str]) -> int:
+    p = Parser(prog, "[OPTIONS]")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--format")
+    ns = p.parse(args)
+    from pallet.cli import system_df
+    from pallet.engine.core import Engine
+    from pallet.engine.system import disk_usage
+
+    engine = Engine()
+    usage = disk_usage(engine)
+    out(system_df.render(engine, usage, ns.format or "", verbose=ns.verbose))
+    return 0
+
+
+PRUNE_WARNING = "WARNING! This will remove:\n{items}\nAre you sure you want to continue? [y/N] "
+
+
+def prune(prog: str, args: list[str]) -> int:
+    p = Parser(prog, "[OPTIONS]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--volumes", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    ns = p.parse(args)
+    import sys
+
+    from pallet.errors import PalletError
+
+    if ns.filter:
+        raise PalletError("--filter is not supported by pallet system prune yet")
+    if not ns.force:
+        items = ["all stopped containers", "all networks not used by at least one container"]
+        if ns.volumes:
+            items.append("all anonymous volumes not used by at least one container")
+        items.append("all images without at least one container associated to them" if ns.all
+                     else "all dangling images")
+        items.append("all build cache" if ns.all else "unused build cache")
+        out(PRUNE_WARNING.format(items="".join(f"  - {item}\n" for item in items)))
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    from pallet.cli.units import human_size
+    from pallet.engine.core import Engine
+    from pallet.engine.system import prune as prune_all
+
+    report = prune_all(Engine(), all_images=ns.all, volumes=ns.volumes)
+    sections = [("Deleted Containers:", report.containers), ("Deleted Volumes:", report.volumes),
+                ("Deleted Images:", report.image_lines)]
+    for title, lines in sections:
+        if lines:
+            out(title + "\n" + "".join(line + "\n" for line in lines) + "\n")
+    out(f"Total reclaimed space: {human_size(report.reclaimed, 4)}\n")
+    return 0

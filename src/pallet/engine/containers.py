@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import time
 from typing import Any
 
@@ -34,15 +35,20 @@ def lookup(engine: Engine, ref: str) -> ContainerRecord:
     return found[0]
 
 
-def create(engine: Engine, body: dict[str, Any], name: str | None = None) -> str:
-    """Docker's POST /containers/create: body is ContainerConfig with HostConfig inside."""
-    host_config: dict[str, Any] = dict(body.get("HostConfig") or {})
-    runtime = host_config.get("Runtime") or os.environ.get("PALLET_DEFAULT_RUNTIME") or DEFAULT_RUNTIME
+def create(
+    engine: Engine, body: dict[str, Any], name: str | None = None, warnings: list[str] | None = None
+) -> str:
+    """Docker's POST /containers/create: body is ContainerConfig with HostConfig inside. dockerd's
+    warnings about the request (the response's Warnings) are appended to `warnings`."""
+    from pallet.engine import hostconfig
+
+    given: dict[str, Any] = dict(body.get("HostConfig") or {})
+    runtime = given.get("Runtime") or os.environ.get("PALLET_DEFAULT_RUNTIME") or DEFAULT_RUNTIME
     if runtime not in RUNTIMES:
         raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
     if runtime != "pallet" and shutil.which(runtime) is None:
         raise InvalidArgument(f"runtime {runtime!r} is not installed (no {runtime} in PATH)")
-    host_config["Runtime"] = runtime
+    given["Runtime"] = runtime
     if name is not None and not _NAME.match(name):
         raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     image_name = body.get("Image") or ""
@@ -60,11 +66,17 @@ def create(engine: Engine, body: dict[str, Any], name: str | None = None) -> str
         except refs.ReferenceError:
             pass
         raise NotFound(f"No such image: {shown}") from None
-    config = _merge_config(body, engine.images.config(image.id).get("config") or {})
+    config = merge_config(body, engine.images.config(image.id).get("config") or {})
     if not config.get("Cmd") and not config.get("Entrypoint"):
-        raise InvalidArgument("no command specified")
+        raise InvalidArgument("No command specified")
+    host_config, found = hostconfig.complete(given, body, lambda ref: lookup(engine, ref))
+    if warnings is not None:
+        warnings += found
     cid = secrets.token_hex(32)
-    config["Hostname"] = config.get("Hostname") or cid[:12]
+    if not config.get("Hostname"):
+        # Sharing the host's network or UTS namespace means sharing its hostname too.
+        shares_host = host_config.get("NetworkMode") == "host" or host_config.get("UTSMode") == "host"
+        config["Hostname"] = socket.gethostname() if shares_host else cid[:12]
     config["Image"] = image_name
     rec = ContainerRecord(
         cid,
@@ -111,25 +123,25 @@ def _insert_named(engine: Engine, rec: ContainerRecord, name: str | None) -> Non
     raise PalletError("could not pick a free container name")
 
 
-def _merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
-    """The container's Config: the request's values over the image's, as dockerd merges them."""
-    env = list(image.get("Env") or [])
-    for item in body.get("Env") or []:
-        key = item.split("=", 1)[0]
-        env = [e for e in env if e.split("=", 1)[0] != key]
-        env.append(item)
+def merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """The container's Config: the request's values over the image's, as dockerd's merge() and
+    mergeAndVerifyConfig do."""
+    env = list(body.get("Env") or [])
+    keys = {e.split("=", 1)[0] for e in env}
+    # The request's variables first, then the image's it doesn't set (docker's order).
+    env += [e for e in image.get("Env") or [] if e.split("=", 1)[0] not in keys]
     entrypoint = body.get("Entrypoint")
     cmd = body.get("Cmd")
-    if entrypoint is not None:
-        # A new entrypoint drops the image's Cmd, unless a command is given too.
-        entrypoint = entrypoint or None
-        cmd = cmd or None
-    else:
-        entrypoint = image.get("Entrypoint")
+    if not entrypoint:
+        # Only without an entrypoint of its own does the request inherit the image's command.
         cmd = cmd or image.get("Cmd")
+        if entrypoint is None:
+            entrypoint = image.get("Entrypoint")
+    if entrypoint == [""]:
+        entrypoint = None  # `--entrypoint ""`: reset to none
     labels = dict(image.get("Labels") or {})
     labels.update(body.get("Labels") or {})
-    return {
+    config: dict[str, Any] = {
         "Hostname": body.get("Hostname") or "",
         "Domainname": body.get("Domainname") or "",
         "User": body.get("User") or image.get("User") or "",
@@ -141,15 +153,55 @@ def _merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]
         "OpenStdin": bool(body.get("OpenStdin")),
         "StdinOnce": bool(body.get("StdinOnce")),
         "Env": env,
-        "Cmd": cmd,
+        "Cmd": cmd or None,
         "Image": body.get("Image"),
         "Volumes": body.get("Volumes") or image.get("Volumes"),
         "WorkingDir": body.get("WorkingDir") or image.get("WorkingDir") or "",
-        "Entrypoint": entrypoint,
+        "Entrypoint": entrypoint or None,
         "OnBuild": image.get("OnBuild"),
         "Labels": labels,
-        "StopSignal": body.get("StopSignal") or image.get("StopSignal"),
     }
+    health = _merge_healthcheck(body.get("Healthcheck"), image.get("Healthcheck"))
+    if health is not None:
+        config["Healthcheck"] = health
+    stop_signal = body.get("StopSignal") or image.get("StopSignal")
+    if stop_signal:
+        config["StopSignal"] = _checked_signal(str(stop_signal))
+    if body.get("StopTimeout") is not None:
+        config["StopTimeout"] = int(body["StopTimeout"])
+    return config
+
+
+def _merge_healthcheck(given: dict[str, Any] | None, image: dict[str, Any] | None) -> dict[str, Any] | None:
+    """dockerd's merge: no request healthcheck takes the image's; an empty Test or a zero duration
+    inherits the image's value. Durations must be 0 or at least 1 ms. Empty fields are left out, as
+    docker's JSON omits them."""
+    if given is None:
+        return dict(image) if image else None
+    image = image or {}
+    merged: dict[str, Any] = {}
+    for key in ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+        value = given.get(key) or image.get(key)
+        if value:
+            merged[key] = value
+    for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+        if 0 < int(merged.get(key, 0)) < 1_000_000:
+            raise InvalidArgument(f"{key} in Healthcheck cannot be less than 1ms")
+    if int(merged.get("Retries", 0)) < 0:
+        raise InvalidArgument("Retries in Healthcheck cannot be negative")
+    return merged
+
+
+def _checked_signal(name: str) -> str:
+    """docker's signal.ParseSignal: a number or a name, with or without SIG."""
+    import signal
+
+    if name.isdigit():
+        if 0 < int(name) < signal.NSIG:
+            return name
+    elif isinstance(getattr(signal, "SIG" + name.upper().removeprefix("SIG"), None), signal.Signals):
+        return name
+    raise InvalidArgument(f"Invalid signal: {name}")
 
 
 def list_containers(engine: Engine, *, all_containers: bool) -> list[ContainerRecord]:

@@ -367,10 +367,13 @@ class ImageStore:
     def collect_garbage(self) -> tuple[int, int]:
         """Free layers and blobs no image references. Returns (layers, bytes of blobs) freed."""
         with store_lock(self.paths.locks, shared=False):
-            used_layers = {r[0][7:] for r in self.conn.execute("SELECT DISTINCT chain_id FROM image_layers")}
+            # Layers the build cache still needs (build_cache_layers) are kept like image layers.
+            used_layers = {r[0][7:] for r in self.conn.execute(
+                "SELECT chain_id FROM image_layers UNION SELECT chain_id FROM build_cache_layers")}
             used_blobs = {r[0] for r in self.conn.execute("SELECT DISTINCT digest FROM image_blobs")}
             with db.write(self.conn) as c:
-                c.execute("DELETE FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)")
+                c.execute("DELETE FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers"
+                          " UNION SELECT chain_id FROM build_cache_layers)")
             freed_layers = 0
             for name in os.listdir(self.paths.layers):
                 if name in ("l", "empty"):

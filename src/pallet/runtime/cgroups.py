@@ -313,3 +313,16 @@ def remove(cgroups_path: str, hs: list[Hierarchy] | None = None, *, timeout: flo
                     if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
                         raise
                     time.sleep(0.005)
+
+
+def container_pids(cgroups_path: str, hs: list[Hierarchy] | None = None) -> list[int]:
+    """Every process in the container's cgroup (and below it), in any hierarchy: what `top` lists."""
+    hs = hierarchies() if hs is None else hs
+    found: set[int] = set()
+    for h in hs:
+        top = container_dir(h, cgroups_path)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _dirs, _files in os.walk(top):
+            found.update(_pids(dirpath))
+    return sorted(found)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,22 @@ def _thermal_throttle_paths() -> list[str]:
     return paths
 
 
+def default_sysctls(host_network: bool) -> dict[str, str]:
+    """Docker's safe defaults for a container with its own network namespace."""
+    sysctl: dict[str, str] = {}
+    if not host_network:
+        if os.path.exists("/proc/sys/net/ipv4/ping_group_range"):
+            sysctl["net.ipv4.ping_group_range"] = "0 2147483647"
+        if os.path.exists("/proc/sys/net/ipv4/ip_unprivileged_port_start"):
+            sysctl["net.ipv4.ip_unprivileged_port_start"] = "0"
+    return sysctl
+
+
+def default_masked_paths() -> list[str]:
+    """Docker's masked paths on this host (what dockerd stores in HostConfig.MaskedPaths)."""
+    return [*MASKED_PATHS, *_thermal_throttle_paths()]
+
+
 def _nofile_rlimit(wanted: int) -> dict[str, Any]:
     # No CAP_SYS_RESOURCE on some hosts: never ask for more than the current hard limit.
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -310,6 +326,15 @@ def default_spec(
     nofile: int = DEFAULT_NOFILE,
     oom_score_adj: int = 0,
     annotations: Mapping[str, str] | None = None,
+    shared_namespaces: Collection[str] = (),
+    namespace_paths: Mapping[str, str] | None = None,
+    rlimits: Sequence[Mapping[str, Any]] | None = None,
+    devices: Sequence[Mapping[str, Any]] = (),
+    device_rules: Sequence[Mapping[str, Any]] = (),
+    masked_paths: Sequence[str] | None = None,
+    readonly_paths: Sequence[str] | None = None,
+    privileged: bool = False,
+    shm: str = "private",
 ) -> dict[str, Any]:
     """A config.json dict for one container, with Docker's defaults for everything not given.
 
@@ -317,6 +342,13 @@ def default_spec(
     or a moby-format profile dict. `resources` is merged into `linux.resources` (OCI form: memory, cpu,
     pids, ...). With `host_network` the container shares the host's network namespace; with `netns_path`
     it joins that one.
+
+    `shared_namespaces` names the namespaces ("network", "pid", "ipc", "uts", "cgroup") the container
+    shares with the host; `namespace_paths` joins existing ones by path. `rlimits` (OCI form) replace
+    the defaults of the same type; every rlimit is clamped to this process's hard limit. `devices` are
+    OCI `linux.devices` and `device_rules` extra `resources.devices` entries. `privileged` is docker's
+    --privileged: all devices allowed, /sys and cgroupfs writable, no masked or read-only paths (unless
+    given). `shm` is "private" (a tmpfs of `shm_size`), "host" (the host's /dev/shm) or "none".
     """
     caps = list(DEFAULT_CAPABILITIES if capabilities is None else capabilities)
     uid, gid, extra_gids = user
@@ -327,26 +359,32 @@ def default_spec(
     if terminal:
         base_env.append("TERM=xterm")
 
+    shared = set(shared_namespaces) | ({"network"} if host_network else set())
+    paths = dict(namespace_paths or {})
+    if netns_path:
+        paths["network"] = netns_path
     namespaces: list[dict[str, Any]] = [{"type": "mount"}]
-    if not host_network:
-        namespaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
-    namespaces += [{"type": "uts"}, {"type": "pid"}, {"type": "ipc"}, {"type": "cgroup"}]
+    for kind in ("network", "uts", "pid", "ipc", "cgroup"):
+        if kind in shared:
+            continue
+        namespaces.append({"type": kind, "path": paths[kind]} if paths.get(kind) else {"type": kind})
 
     if sysctl is None:
-        # Docker's safe defaults for a container with its own network namespace.
-        sysctl = {}
-        if not host_network:
-            if os.path.exists("/proc/sys/net/ipv4/ping_group_range"):
-                sysctl["net.ipv4.ping_group_range"] = "0 2147483647"
-            if os.path.exists("/proc/sys/net/ipv4/ip_unprivileged_port_start"):
-                sysctl["net.ipv4.ip_unprivileged_port_start"] = "0"
+        sysctl = default_sysctls("network" in shared)
 
+    rules = [{"allow": True, "access": "rwm"}] if privileged else [dict(r) for r in DEVICE_CGROUP_RULES]
+    if masked_paths is None:
+        masked_paths = [] if privileged else default_masked_paths()
+    if readonly_paths is None:
+        readonly_paths = [] if privileged else list(READONLY_PATHS)
     linux: dict[str, Any] = {
-        "resources": {"devices": [dict(r) for r in DEVICE_CGROUP_RULES], **dict(resources or {})},
+        "resources": {"devices": [*rules, *(dict(r) for r in device_rules)], **dict(resources or {})},
         "namespaces": namespaces,
-        "maskedPaths": [*MASKED_PATHS, *_thermal_throttle_paths()],
-        "readonlyPaths": list(READONLY_PATHS),
+        "maskedPaths": list(masked_paths),
+        "readonlyPaths": list(readonly_paths),
     }
+    if devices:
+        linux["devices"] = [dict(d) for d in devices]
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     if sysctl:
@@ -358,6 +396,9 @@ def default_spec(
     elif seccomp_profile not in (None, "unconfined"):
         raise ValueError(f"unknown seccomp profile {seccomp_profile!r}")
 
+    limits = {"RLIMIT_NOFILE": _nofile_rlimit(nofile)}
+    for rl in rlimits or ():
+        limits[rl["type"]] = _clamped_rlimit(rl)
     process: dict[str, Any] = {
         "terminal": terminal,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional},
@@ -365,20 +406,47 @@ def default_spec(
         "env": _merge_env(base_env, env),
         "cwd": cwd or "/",
         "capabilities": {"bounding": caps, "effective": list(caps), "permitted": list(caps)},
-        "rlimits": [_nofile_rlimit(nofile)],
+        "rlimits": list(limits.values()),
         "noNewPrivileges": no_new_privileges,
         "oomScoreAdj": oom_score_adj,
     }
+    mounts = default_mounts(shm_size)
+    if privileged:
+        mounts = [_writable(m) if m["destination"] in ("/sys", "/sys/fs/cgroup") else m for m in mounts]
+    if shm != "private":
+        mounts = [m for m in mounts if m["destination"] != "/dev/shm"]
+        if shm == "host":
+            host_shm = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm"}
+            mounts.append({**host_shm, "options": ["rbind", "rprivate"]})
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": rootfs, "readonly": readonly_rootfs},
-        "hostname": hostname,
-        "mounts": _with_extra_mounts(default_mounts(shm_size), extra_mounts),
+        "hostname": "" if "uts" in shared else hostname,
+        "mounts": _with_extra_mounts(mounts, extra_mounts),
         "linux": linux,
     }
-    if domainname:
+    if domainname and "uts" not in shared:
         spec["domainname"] = domainname
     if annotations:
         spec["annotations"] = dict(annotations)
     return spec
+
+
+def _writable(mount: Mapping[str, Any]) -> dict[str, Any]:
+    # --privileged: docker drops "ro" from /sys and the cgroup mount.
+    return {**mount, "options": [o for o in mount.get("options") or [] if o != "ro"]}
+
+
+def _clamped_rlimit(rl: Mapping[str, Any]) -> dict[str, Any]:
+    # No CAP_SYS_RESOURCE on some hosts: never ask for more than this process's hard limit.
+    kind = str(rl["type"])
+    res = getattr(resource, kind, None)
+    unlimited = (1 << 64) - 1  # OCI rlimits are uint64; docker's -1 is "unlimited"
+    soft, hard = (unlimited if v < 0 else v for v in (int(rl["soft"]), int(rl["hard"])))
+    if res is not None:
+        cur = resource.getrlimit(res)[1]
+        if cur != resource.RLIM_INFINITY:
+            hard = min(hard, cur)
+            soft = min(soft, hard)
+    return {"type": kind, "hard": hard, "soft": soft}

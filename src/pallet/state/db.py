@@ -76,6 +76,73 @@ MIGRATIONS: list[str] = [
         anonymous INTEGER NOT NULL DEFAULT 0
     );
     """,
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created TEXT NOT NULL,
+        driver TEXT NOT NULL,            -- bridge | host | null
+        bridge TEXT,                     -- the host bridge interface (bridge driver only)
+        subnet TEXT,
+        gateway TEXT,
+        ip_range TEXT,
+        internal INTEGER NOT NULL DEFAULT 0,
+        config TEXT NOT NULL             -- JSON: EnableIPv6, Attachable, Ingress, ConfigOnly, Options, Labels
+    );
+    CREATE TABLE network_endpoints (
+        id TEXT PRIMARY KEY,             -- EndpointID
+        network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        container_id TEXT NOT NULL,
+        name TEXT NOT NULL,              -- container name, what the embedded DNS answers
+        aliases TEXT NOT NULL,           -- JSON list: --network-alias, compose service names
+        ipv4 TEXT NOT NULL,
+        prefixlen INTEGER NOT NULL,
+        mac TEXT NOT NULL,
+        ifname TEXT NOT NULL,            -- inside the container: eth0, eth1, ...
+        host_ifname TEXT NOT NULL,       -- the veth end on the bridge
+        netns TEXT NOT NULL,             -- path of the container's network namespace
+        dns TEXT NOT NULL,               -- JSON list: the container's --dns servers (forwarding upstreams)
+        UNIQUE (network_id, container_id)
+    );
+    CREATE INDEX network_endpoints_container ON network_endpoints(container_id);
+    CREATE INDEX network_endpoints_ipv4 ON network_endpoints(network_id, ipv4);
+    CREATE TABLE network_addresses (     -- IPAM: one row per address in use
+        network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        owner TEXT NOT NULL,             -- endpoint id, or "gateway"
+        PRIMARY KEY (network_id, address)
+    );
+    CREATE TABLE network_ports (         -- published ports (-p), one row per host binding
+        proto TEXT NOT NULL,             -- tcp | udp
+        host_ip TEXT NOT NULL,           -- 0.0.0.0 for every address
+        host_port INTEGER NOT NULL,
+        endpoint_id TEXT NOT NULL REFERENCES network_endpoints(id) ON DELETE CASCADE,
+        container_port INTEGER NOT NULL,
+        PRIMARY KEY (proto, host_ip, host_port)
+    );
+    CREATE INDEX network_ports_endpoint ON network_ports(endpoint_id);
+    """,
+    """
+    CREATE TABLE build_cache (           -- one row per filesystem step (RUN, COPY, ADD, WORKDIR) built
+        key TEXT PRIMARY KEY,            -- sha256: of the parent's key, the expanded step and its inputs
+        parent TEXT,                     -- the key of the filesystem the step ran on
+        description TEXT NOT NULL,       -- the step as the progress output names it
+        chain_id TEXT NOT NULL,          -- the layer the step made (on its parent's chain)
+        diff_id TEXT NOT NULL,
+        size INTEGER NOT NULL,           -- bytes of file content in that layer
+        created TEXT NOT NULL,           -- RFC 3339: when the layer was made (its history time)
+        last_used REAL NOT NULL,
+        usage_count INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX build_cache_last_used ON build_cache(last_used);
+    CREATE TABLE build_cache_layers (    -- every layer a cached step's filesystem needs: kept from GC
+        key TEXT NOT NULL REFERENCES build_cache(key) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        chain_id TEXT NOT NULL,
+        PRIMARY KEY (key, idx)
+    );
+    CREATE INDEX build_cache_layers_chain ON build_cache_layers(chain_id);
+    """,
 ]
 
 

@@ -1,0 +1,132 @@
+"""`exec`: run a command in a running container. The process is started straight from this CLI
+process (no monitor, no new interpreter) and is our child: its exit code is ours.
+
+Without -t it inherits our stdin (with -i; else /dev/null), stdout and stderr directly. With -t it gets a
+pty of the container's, which we pump to and from our own terminal (cli/pty_session.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from pallet.cli.args import Parser, requires
+from pallet.engine.core import Engine
+from pallet.errors import PalletError
+
+_USAGE = "[OPTIONS] CONTAINER COMMAND [ARG...]"
+# Forwarded to the process when we are not its terminal (docker leaves it running; a Ctrl-C that stops
+# only the client is a surprise).
+_PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _parser(prog: str) -> Parser:
+    p = Parser(prog, _USAGE)
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-u", "--user")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("container", nargs="?")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    return p
+
+
+def exec_(prog: str, args: list[str]) -> int:
+    code = _exec(prog, args)
+    # Interpreter teardown costs ~12 ms of exec's ~60 and nothing is left to tear down: leave now.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
+    os._exit(code)
+
+
+def _exec(prog: str, args: list[str]) -> int:
+    ns = _parser(prog).parse(args)
+    requires([a for a in (ns.container, *ns.command[:1]) if a], prog, _USAGE, at_least=2)
+    from pallet.cli import detach_keys, terminal
+    from pallet.engine import exec as engine_exec
+
+    keys = detach_keys.parse(ns.detach_keys)
+    if ns.tty and ns.interactive and not ns.detach and not terminal.is_tty(0):
+        raise PalletError("the input device is not a TTY")
+    env = _env(ns) if ns.env or ns.env_file else []
+    engine = Engine()
+    target = engine_exec.target(engine, ns.container)
+    engine.close()
+
+    def spawn(stdin: int | None, stdout: int, stderr: int, console: int | None = None) -> int:
+        return engine_exec.spawn(
+            target, ns.command, env=env, user=ns.user, workdir=ns.workdir, tty=ns.tty,
+            privileged=ns.privileged, stdin=stdin, stdout=stdout, stderr=stderr, console_fd=console,
+        )
+
+    if ns.tty:
+        from pallet.cli import pty_session
+
+        master, slave = engine_exec.open_console(target)
+        try:
+            size = terminal.our_size()
+            if size:
+                terminal.set_size(master, *size)
+            # The session catches SIGCHLD from before the process exists.
+            session = None if ns.detach else pty_session.PtySession(master, stdin=ns.interactive, keys=keys)
+            pid = spawn(None, 1, 2, console=slave)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        if session is None:
+            pty_session.keep_open_detached(master)
+            return 0
+        return session.run(pid, raw=ns.interactive and terminal.is_tty(0))
+    if ns.detach:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            spawn(None, null, null)  # not waited for: when we exit, init adopts it
+        finally:
+            os.close(null)
+        return 0
+    return _run_plain(lambda: spawn(0 if ns.interactive else None, 1, 2))
+
+
+def _env(ns: argparse.Namespace) -> list[str]:
+    """-e and --env-file as `run` reads them (run_opts costs ~10 ms to import: only when asked)."""
+    from pallet.cli import run_opts
+
+    return [e for f in ns.env_file for e in run_opts.kv_file(f, lookup_env=True)] + [
+        run_opts.env_flag(e) for e in ns.env
+    ]
+
+
+def _run_plain(start: Callable[[], int]) -> int:
+    """Start with our own stdio, forward signals, and wait for the exit code (128+N for signal N)."""
+    pid = 0
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if pid:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        else:
+            pending.append(signum)
+
+    for sig in _PROXIED:
+        signal.signal(sig, forward)
+    pid = start()
+    for early in pending:
+        forward(early, None)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code

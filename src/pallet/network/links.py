@@ -1,0 +1,256 @@
+"""Links, addresses and routes over rtnetlink (pyroute2): bridges on the host, veth pairs into a
+container's namespace, loopback, per-interface sysctls, and the host's own networks.
+
+pyroute2 is imported lazily: it costs ~85 ms to import, and only commands that wire networks need it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pallet.errors import PalletError
+from pallet.network import netns
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+# Every pallet bridge carries this interface group, so one nft rule per network can tell "another
+# pallet network" apart from the uplink without knowing the other bridges' names.
+PALLET_DEVGROUP = 0x706C  # "pl"
+IFNAMSIZ = 15
+
+
+class LinkError(PalletError):
+    pass
+
+
+@contextmanager
+def host_netlink() -> Iterator[IPRoute]:
+    from pyroute2 import IPRoute
+
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+@contextmanager
+def netns_netlink(path: Path) -> Iterator[IPRoute]:
+    """An rtnetlink socket that lives in the namespace at path. The socket is created on a thread
+    that joined the namespace (a netlink socket belongs to its creator's namespace for life), which
+    is ~10x cheaper than pyroute2's own fork-based netns support."""
+    from pyroute2 import IPRoute
+
+    sock = netns.run_in(path, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
+    ipr = IPRoute(fileno=sock.detach())
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def link_exists(ipr: IPRoute, name: str) -> bool:
+    return _index(ipr, name) is not None
+
+
+def link_names(ipr: IPRoute) -> list[str]:
+    return sorted(str(link.get("ifname")) for link in ipr.get_links())
+
+
+def delete_link(ipr: IPRoute, name: str) -> bool:
+    """Delete a link by name; False when it was already gone."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    idx = _index(ipr, name)
+    if idx is None:
+        return False
+    try:
+        ipr.link("del", index=idx)
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return False
+        raise
+    return True
+
+
+def delete_bridge(ipr: IPRoute, name: str) -> bool:
+    """Delete a bridge pallet made (kind bridge, pallet's interface group) and nothing else: a name
+    from an option may belong to an interface pallet must never touch."""
+    idx = _index(ipr, name)
+    if idx is None:
+        return False
+    link = ipr.get_links(idx)[0]
+    if link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) != "bridge" or link.get("IFLA_GROUP") != PALLET_DEVGROUP:
+        return False
+    return delete_link(ipr, name)
+
+
+def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Interface, *, mac: str, mtu: int) -> None:
+    """Create the bridge (or repair one left half-made), give it the gateway address and bring it up.
+
+    The MAC is set explicitly: a bridge with a kernel-chosen MAC takes the lowest MAC among its ports,
+    so its address would change as containers come and go (and ARP caches would go stale)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    if len(name) > IFNAMSIZ:
+        raise LinkError(f"bridge name {name!r} is longer than {IFNAMSIZ} characters")
+    idx = _index(ipr, name)
+    if idx is None:
+        ipr.link("add", ifname=name, kind="bridge", address=mac, mtu=mtu, group=PALLET_DEVGROUP)
+        idx = _index(ipr, name)
+        if idx is None:
+            raise LinkError(f"bridge {name} vanished right after creation")
+    else:
+        link = ipr.get_links(idx)[0]
+        kind = link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
+        if kind != "bridge":
+            raise LinkError(f"interface {name} already exists and is not a bridge")
+    have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
+    if (str(gateway.ip), gateway.network.prefixlen) not in have:
+        try:
+            ipr.addr("add", index=idx, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+    ipr.link("set", index=idx, state="up")
+
+
+def set_ipv4_conf(ifname: str, key: str, value: int) -> None:
+    """net.ipv4.conf.<ifname>.<key> for one interface only (never the host-wide `all`)."""
+    path = f"/proc/sys/net/ipv4/conf/{ifname}/{key}"
+    with open(path, "w") as f:
+        f.write(f"{value}\n")
+
+
+def set_hairpin(port: str) -> None:
+    """Let the bridge send a frame back out of the port it came in on (for this port only)."""
+    with open(f"/sys/class/net/{port}/brport/hairpin_mode", "w") as f:
+        f.write("1\n")
+
+
+def get_ipv4_conf(ifname: str, key: str) -> int:
+    with open(f"/proc/sys/net/ipv4/conf/{ifname}/{key}") as f:
+        return int(f.read().strip())
+
+
+def add_veth(
+    ipr: IPRoute, *, host_name: str, bridge: str, netns_path: Path, ifname: str, mac: str, mtu: int
+) -> None:
+    """A veth pair whose container end is created directly inside the namespace with its final name
+    (no rename dance, nothing ever named eth0 on the host) and whose host end joins the bridge."""
+    br = _index(ipr, bridge)
+    if br is None:
+        raise LinkError(f"bridge {bridge} does not exist")
+    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ipr.link(
+            "add",
+            ifname=host_name,
+            kind="veth",
+            mtu=mtu,
+            peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu},
+        )
+    finally:
+        os.close(fd)
+    try:
+        ipr.link("set", ifname=host_name, master=br, state="up")
+    except BaseException:
+        delete_link(ipr, host_name)
+        raise
+
+
+def configure_container_side(
+    netns_path: Path, ifname: str, address: IPv4Interface, gateway: IPv4Address | None
+) -> bool:
+    """Inside the namespace: lo up, the address on ifname, ifname up, and a default route via the
+    gateway unless the namespace already has one (the first network with a gateway provides it, as
+    in docker). gateway None: no route out (--internal). Returns whether the default route was added."""
+    with netns_netlink(netns_path) as ipr:
+        _up(ipr, "lo")
+        idx = _index(ipr, ifname)
+        if idx is None:
+            raise LinkError(f"{ifname} is missing inside {netns_path}")
+        ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
+        ipr.link("set", index=idx, state="up")
+        if gateway is None or _has_default_route(ipr):
+            return False
+        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
+        return True
+
+
+def ensure_default_route(netns_path: Path, ifname: str, gateway: IPv4Address) -> bool:
+    """Add a default route via gateway on ifname unless the namespace has one; True if added."""
+    with netns_netlink(netns_path) as ipr:
+        idx = _index(ipr, ifname)
+        if idx is None or _has_default_route(ipr):
+            return False
+        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
+        return True
+
+
+def _has_default_route(ipr: IPRoute) -> bool:
+    return any(r.get("dst_len") == 0 for r in ipr.get_routes(family=socket.AF_INET, table=254))
+
+
+def next_ifname(netns_path: Path, prefix: str = "eth") -> str:
+    """The first ethN not yet present in the namespace: eth0 for the first network, then eth1, ..."""
+    with netns_netlink(netns_path) as ipr:
+        names = set(link_names(ipr))
+    n = 0
+    while f"{prefix}{n}" in names:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def _up(ipr: IPRoute, name: str) -> None:
+    idx = _index(ipr, name)
+    if idx is not None:
+        ipr.link("set", index=idx, state="up")
+
+
+def loopback_up(netns_path: Path) -> None:
+    with netns_netlink(netns_path) as ipr:
+        _up(ipr, "lo")
+
+
+def has_default_route(netns_path: Path) -> bool:
+    with netns_netlink(netns_path) as ipr:
+        return _has_default_route(ipr)
+
+
+def container_link_names(netns_path: Path) -> list[str]:
+    with netns_netlink(netns_path) as ipr:
+        return link_names(ipr)
+
+
+def host_ipv4_networks(ipr: IPRoute) -> list[IPv4Network]:
+    """Every IPv4 network the host already uses: its addresses' networks and its routes' destinations
+    in every table (the default route excepted), so a new subnet never shadows or duplicates them."""
+    nets: set[IPv4Network] = set()
+    for a in ipr.get_addr(family=socket.AF_INET):
+        nets.add(IPv4Network(f"{a.get('address')}/{a['prefixlen']}", strict=False))
+    for r in _routes_all_tables(ipr):
+        dst_len = r.get("dst_len", 0)
+        dst = r.get("dst")
+        if dst_len == 0 or dst is None:
+            continue
+        nets.add(IPv4Network(f"{dst}/{dst_len}", strict=False))
+    return sorted(nets)
+
+
+def _routes_all_tables(ipr: IPRoute) -> list[Any]:
+    # table=0 would be "main" to some kernels' filters; RT_TABLE_UNSPEC with a dump returns every table.
+    return list(ipr.get_routes(family=socket.AF_INET, table=None))

@@ -1,0 +1,556 @@
+"""The container monitor's own process: exec'd by monitor.spawn as a lean interpreter
+(`python -I -S`), it lives as long as the container does, restarts included.
+
+One loop (selectors) serves everything: the container's output (pipes, or the pty master of a
+TTY container) into the json-file log and to attached clients, clients' input to the container,
+the start child's report, signals (SIGCHLD: reap; SIGUSR2: a user stop wants the restart
+back-off re-examined), healthcheck probes, and the timers of the back-off and of the probes.
+
+The database is opened only when something must be recorded (the exit, a restart, a health
+result), so an idle monitor carries no sqlite3. Order at the end matters to the CLI: cleanup
+(runtime state, cgroups, rootfs mount), then the record, then the EXIT frame to attached clients.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pallet.runtime import stream
+from pallet.runtime.attach_clients import BACKLOG_MAX, Clients
+from pallet.runtime.container_start import Stdio, launch, read_report
+from pallet.runtime.jsonlog import JsonLogWriter, LogOptions, rfc3339_nano
+from pallet.runtime.restart import Backoff
+
+DRAIN_AFTER_EXIT = 2.0  # output still buffered is read; escaped writers don't hold us forever
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+def main(payload_fd: int) -> None:
+    code = 1
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write("pallet-monitor")
+        with open(payload_fd, "rb") as f:
+            msg = json.loads(f.read())
+        for entry in msg["spec"].get("sys_path") or []:
+            if entry not in sys.path:
+                sys.path.append(entry)
+        Monitor(msg["spec"], msg["fds"], int(msg["start_child"])).run()
+        code = 0
+    except BaseException:  # noqa: BLE001 - the reason goes to monitor.log
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+class Run:
+    """One run of the container: from the start child's fork to the container's exit."""
+
+    def __init__(self, start_child: int, report: socket.socket, stdio: Stdio) -> None:
+        self.start_child = start_child
+        self.report: socket.socket | None = report
+        self.stdio = stdio
+        self.pid = 0
+        self.failed: str | None = None  # why the start failed ("" when a user stop cancelled it)
+        self.status: int | None = None  # wait status, once reaped
+        self.started = 0.0  # monotonic
+        self.drain_deadline: float | None = None
+        self.outputs: dict[int, str] = {}  # open output fds -> "stdout" / "stderr" / "tty"
+        self.outputs_paused = False
+        self.stdin_buf = bytearray()
+        self.stdin_closing = False
+
+    @property
+    def stdin_fd(self) -> int:
+        return self.stdio.master if self.stdio.master >= 0 else self.stdio.stdin_w
+
+    def done(self) -> bool:
+        if self.status is None:
+            return False
+        return not self.outputs or (
+            self.drain_deadline is not None and time.monotonic() >= self.drain_deadline
+        )
+
+
+class Monitor:
+    def __init__(self, spec: dict[str, Any], fds: dict[str, int], start_child: int) -> None:
+        self.spec = spec
+        self.cid: str = spec["container_id"]
+        self.sel = selectors.DefaultSelector()
+        self.reaped: dict[int, int] = {}  # children reaped before we learnt who they were
+        self.first_run = True
+        self._conn: Any = None
+        self.log = JsonLogWriter(spec["log_path"], LogOptions.from_json(spec["log"])) if spec["log"] else None
+        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGCHLD, signal.SIGUSR2):
+            signal.signal(sig, lambda *_: None)  # the wakeup fd carries them to the loop
+        self.sel.register(self.wake_r, _READ, ("wake", None))
+        self.reconsider = False  # a SIGUSR2 came: re-read whether the restart is cancelled
+        listener = socket.socket(fileno=fds["listener"]) if fds["listener"] >= 0 else None
+        self.clients = Clients(self.sel, listener, self._stdin, self._stdin_end, self._resize)
+        if fds["attach"] >= 0:
+            self.clients.add(socket.socket(fileno=fds["attach"]))
+        stdio = Stdio()
+        stdio.out_r, stdio.err_r, stdio.stdin_w, stdio.master = (
+            fds["out_r"],
+            fds["err_r"],
+            fds["stdin_w"],
+            fds["master"],
+        )
+        for fd in stdio.monitor_fds().values():
+            if fd >= 0:
+                os.set_inheritable(fd, False)
+        self.cur = Run(start_child, socket.socket(fileno=fds["report"]), stdio)
+        self._watch(self.cur)
+        self.backoff = Backoff()
+        self.exit_info: dict[str, Any] = {"ExitCode": 0, "OOMKilled": False}
+        self.health: Any = None
+        if spec.get("healthcheck"):
+            from pallet.runtime.health import Schedule
+
+            self.health = Schedule(spec, self._record_health, self._is_paused)
+        # Children that ended while this interpreter was starting sent SIGCHLD to no handler.
+        self._on_signals()
+
+    # ---- the life of the container ----------------------------------------------------------
+
+    def run(self) -> None:
+        while True:
+            self._serve(lambda: bool(self.cur.pid) or self.cur.failed is not None)
+            if not self.cur.pid:
+                if self.first_run:
+                    return self._give_up()  # the CLI reports the error and undoes the start
+                return self._finish(error=self.cur.failed or "")
+            self._serve(self.cur.done)
+            delay = self._on_exit()
+            if delay is None or not self._back_off(delay):
+                return self._finish()
+            self.first_run = False
+            self.cur = Run(*_swap(launch(self.spec, None)))
+            self._watch(self.cur)
+
+    def _serve(self, until: Callable[[], bool], deadline: float | None = None) -> None:
+        while not until():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return
+            wake_at = [t for t in (deadline, self.cur.drain_deadline) if t is not None]
+            if self.health:
+                wake_at += [t for t in [self.health.next_wake()] if t is not None]
+            timeout = max(0.0, min(wake_at) - now) if wake_at else None
+            for key, mask in self.sel.select(timeout):
+                kind, obj = key.data
+                if kind == "wake":
+                    self._on_signals()
+                elif kind == "output":
+                    self._on_output(key.fd)
+                elif kind == "stdin":
+                    self._flush_stdin()
+                elif kind == "tty":
+                    if mask & _WRITE:
+                        self._flush_stdin()
+                    if mask & _READ:
+                        self._on_output(key.fd)
+                elif kind == "listener":
+                    self.clients.accept()
+                elif kind == "client":
+                    self.clients.on_event(obj, mask)
+                elif kind == "report":
+                    self._on_report()
+                elif kind == "probe":
+                    self.health.on_readable(self.sel)
+            self._apply_backpressure()
+            if self.health and self.cur.pid and self.cur.status is None:
+                self.health.tick(self.sel, self.cur.pid)
+
+    # ---- one run ----------------------------------------------------------------------------
+
+    def _watch(self, run: Run) -> None:
+        assert run.report is not None
+        self.sel.register(run.report, _READ, ("report", None))
+        s = run.stdio
+        if s.master >= 0:
+            self._watch_tty(run, s.master)
+        for fd, name in ((s.out_r, "stdout"), (s.err_r, "stderr")):
+            if fd >= 0:
+                run.outputs[fd] = name
+                self.sel.register(fd, _READ, ("output", None))
+
+    def _watch_tty(self, run: Run, master: int) -> None:
+        run.stdio.master = master
+        os.set_blocking(master, False)
+        run.outputs[master] = "tty"
+        self.sel.register(master, _READ, ("tty", None))
+
+    def _on_report(self) -> None:
+        run = self.cur
+        assert run.report is not None
+        msg, master = read_report(run.report)
+        self.sel.unregister(run.report)
+        run.report.close()
+        run.report = None
+        if master >= 0:
+            self._watch_tty(run, master)
+        if "pid" in msg:
+            run.pid = int(msg["pid"])
+            run.started = time.monotonic()
+            if run.pid in self.reaped:
+                self._container_exited(self.reaped.pop(run.pid))
+            if self.health:
+                self.health.started()
+        else:
+            run.failed = "" if msg.get("cancelled") else str(msg.get("error") or "start failed")
+            self._close_stdio(run)
+
+    def _on_signals(self) -> None:
+        try:
+            got = os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            got = b""
+        if signal.SIGUSR2 in got:
+            self.reconsider = True
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.cur.pid:
+                self._container_exited(status)
+            elif pid == self.cur.start_child:
+                self.cur.start_child = 0
+            elif self.health and self.health.owns(pid):
+                self.health.reaped(pid)
+            elif len(self.reaped) < 64:
+                self.reaped[pid] = status  # the container's init before the report came, or an escapee
+
+    def _container_exited(self, status: int) -> None:
+        self.cur.status = status
+        self.cur.drain_deadline = time.monotonic() + DRAIN_AFTER_EXIT
+        if self.health:
+            self.health.stop(self.sel)
+
+    def _on_output(self, fd: int) -> None:
+        name = self.cur.outputs.get(fd)
+        if name is None:
+            return
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            # EIO on a pty master: every holder of the slave is gone.
+            if e.errno not in (errno.EIO, errno.EBADF):
+                print(f"reading the container's {name}: {e}", file=sys.stderr)
+            data = b""
+        if not data:
+            self.cur.outputs.pop(fd)
+            self.sel.unregister(fd)
+            if name != "tty":  # the master stays open until the run ends (stdin, resize)
+                os.close(fd)
+            return
+        log_stream = "stderr" if name == "stderr" else "stdout"
+        if self.log is not None:
+            self.log.write(log_stream, data)
+        self.clients.broadcast(stream.STDERR if name == "stderr" else stream.STDOUT, data)
+
+    def _apply_backpressure(self) -> None:
+        """Stop reading the container's output while a client can't keep up."""
+        run = self.cur
+        slow = self.clients.backlog() > BACKLOG_MAX
+        if slow == run.outputs_paused:
+            return
+        run.outputs_paused = slow
+        for fd, name in run.outputs.items():
+            want = 0 if slow else _READ
+            if name == "tty":
+                want |= _WRITE if run.stdin_buf else 0
+                if want:
+                    self.sel.modify(fd, want, ("tty", None))
+                else:
+                    self.sel.unregister(fd)
+            elif slow:
+                self.sel.unregister(fd)
+            else:
+                self.sel.register(fd, _READ, ("output", None))
+
+    # ---- input from clients -------------------------------------------------------------------
+
+    def _stdin(self, data: bytes) -> None:
+        run = self.cur
+        if run.stdin_fd < 0 or run.stdin_closing or run.status is not None:
+            return
+        run.stdin_buf += data
+        self._flush_stdin()
+
+    def _stdin_end(self) -> None:
+        """A client with stdin detached or sent EOF: with StdinOnce (docker run -i) the
+        container's stdin closes once what is queued is written (never a TTY's)."""
+        run = self.cur
+        if self.spec["stdin_once"] and not self.spec["tty"] and run.stdio.stdin_w >= 0:
+            run.stdin_closing = True
+            self._flush_stdin()
+
+    def _flush_stdin(self) -> None:
+        run = self.cur
+        fd = run.stdin_fd
+        if fd < 0:
+            return
+        if run.stdin_buf:
+            try:
+                n = os.write(fd, run.stdin_buf)
+                del run.stdin_buf[:n]
+            except BlockingIOError:
+                pass
+            except OSError:
+                run.stdin_buf.clear()  # the reader is gone
+        tty = fd == run.stdio.master
+        if tty:
+            want = (_READ if fd in run.outputs and not run.outputs_paused else 0) | (
+                _WRITE if run.stdin_buf else 0
+            )
+            self._set_events(fd, want, ("tty", None))
+            return
+        self._set_events(fd, _WRITE if run.stdin_buf else 0, ("stdin", None))
+        if run.stdin_closing and not run.stdin_buf:
+            os.close(fd)
+            run.stdio.stdin_w = -1
+
+    def _set_events(self, fd: int, events: int, data: tuple[str, Any]) -> None:
+        try:
+            current = self.sel.get_key(fd).events
+        except KeyError:
+            current = 0
+        if events == current:
+            return
+        if not events:
+            self.sel.unregister(fd)
+        elif not current:
+            self.sel.register(fd, events, data)
+        else:
+            self.sel.modify(fd, events, data)
+
+    def _resize(self, height: int, width: int) -> None:
+        if self.cur.stdio.master >= 0:
+            from pallet.runtime import console
+
+            try:
+                console.set_size(self.cur.stdio.master, height, width)
+            except OSError as e:
+                print(f"resize: {e}", file=sys.stderr)
+
+    # ---- exit, restart, end -------------------------------------------------------------------
+
+    def _on_exit(self) -> float | None:
+        """Record one exit; returns the back-off delay if the policy restarts the container."""
+        run = self.cur
+        if self.log is not None:
+            self.log.flush()
+        code = os.waitstatus_to_exitcode(run.status or 0)
+        from pallet.runtime import oom
+
+        oom_killed = oom.oom_kills(self.spec["cgroups_path"]) > 0  # before the cgroup goes
+        self._close_stdio(run)
+        self._delete_runtime_state()
+        self.exit_info = {
+            "ExitCode": 128 - code if code < 0 else code,
+            "OOMKilled": oom_killed,
+            "FinishedAt": rfc3339_nano(time.time_ns()),
+        }
+        from pallet.runtime import restart
+        from pallet.state import containers
+
+        rec = containers.get(self.db(), self.cid)
+        if rec is None:
+            return None  # removed under us (rm -f): nothing left to record
+        top = rec.config
+        go_on = restart.should_restart(
+            rec.config["HostConfig"].get("RestartPolicy"),
+            self.exit_info["ExitCode"],
+            restart_count=int(top.get("RestartCount") or 0),
+            manually_stopped=bool(top.get("HasBeenManuallyStopped")),
+            cancelled=bool(top.get("ExitOnNext")),
+            auto_remove=bool(self.spec["auto_remove"]),
+        )
+        if not go_on:
+            return None
+        delay = self.backoff.next(time.monotonic() - run.started)
+        state = {
+            "Status": "restarting",
+            "Running": True,
+            "Restarting": True,
+            "Paused": False,
+            "Pid": 0,
+            **self.exit_info,
+        }
+        if self.health:
+            state["Health"] = self.health.stopped_state(rec.state.get("Health"))
+        containers.update(
+            self.db(), self.cid, state=state, top={"RestartCount": int(top.get("RestartCount") or 0) + 1}
+        )
+        self.clients.finish(self.exit_info)  # docker ends attach streams at every exit
+        return delay
+
+    def _back_off(self, delay: float) -> bool:
+        """Wait out the delay (serving clients); False if a user stop cancelled the restart."""
+        deadline = time.monotonic() + delay
+        while True:
+            if self._restart_cancelled():
+                return False
+            self.reconsider = False
+            self._serve(lambda: self.reconsider, deadline)
+            if not self.reconsider:
+                return not self._restart_cancelled()
+
+    def _restart_cancelled(self) -> bool:
+        from pallet.state import containers
+
+        rec = containers.get(self.db(), self.cid)
+        return rec is None or bool(rec.config.get("ExitOnNext"))
+
+    def _give_up(self) -> None:
+        """The first start failed: the engine (our caller's) records it and unmounts."""
+        self.clients.close_listener()
+        _unlink(os.path.join(self.spec["run_dir"], "attach.sock"))
+
+    def _finish(self, error: str = "") -> None:
+        self.clients.close_listener()
+        _unlink(os.path.join(self.spec["run_dir"], "attach.sock"))
+        if self.health:
+            self.health.stop(self.sel)
+        from pallet.runtime import rootfs
+
+        try:
+            rootfs.unmount(_path(self.spec["rootfs"]))
+        except OSError as e:
+            print(f"unmounting the rootfs: {e}", file=sys.stderr)
+        from pallet.state import containers
+
+        if self.spec["auto_remove"]:
+            import shutil
+
+            containers.delete(self.db(), self.cid)
+            shutil.rmtree(self.spec["container_dir"], ignore_errors=True)
+            shutil.rmtree(self.spec["run_dir"], ignore_errors=True)
+        else:
+            state: dict[str, Any] = {
+                "Status": "exited",
+                "Running": False,
+                "Paused": False,
+                "Restarting": False,
+                "Pid": 0,
+                "Error": error,
+                **self.exit_info,
+            }
+            rec = containers.get(self.db(), self.cid)
+            if rec is not None and rec.state.get("Health") is not None and self.health:
+                state["Health"] = self.health.stopped_state(rec.state.get("Health"))
+            if "FinishedAt" not in self.exit_info:
+                state["FinishedAt"] = rfc3339_nano(time.time_ns())
+            containers.update_state(self.db(), self.cid, **state)
+        self.clients.finish(self.exit_info)
+        if self.log is not None:
+            self.log.close()
+
+    def _close_stdio(self, run: Run) -> None:
+        for fd in list(run.outputs):
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        for fd in {*run.outputs, run.stdio.stdin_w, run.stdio.master} - {-1}:
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+            os.close(fd)
+        run.outputs.clear()
+        run.stdio.stdin_w = run.stdio.master = -1
+
+    def _delete_runtime_state(self) -> None:
+        """What the runtime keeps of a run: cgroups (built-in), or runc/crun's state (`delete`)."""
+        spec = self.spec
+        try:
+            if spec["runtime"] == "builtin":
+                from pallet.runtime import cgroups
+
+                cgroups.remove(spec["cgroups_path"])
+            else:
+                _in_child(_oci_delete, spec)
+        except OSError as e:
+            print(f"deleting the container's runtime state: {e}", file=sys.stderr)
+
+    # ---- database -----------------------------------------------------------------------------
+
+    def db(self) -> Any:
+        if self._conn is None:
+            from pallet.state import db
+
+            self._conn = db.connect(_path(self.spec["db_path"]))
+        return self._conn
+
+    def _record_health(self, health: dict[str, Any]) -> None:
+        from pallet.state import containers
+
+        containers.update_state(self.db(), self.cid, Health=health)
+
+    def _is_paused(self) -> bool:
+        from pallet.state import containers
+
+        rec = containers.get(self.db(), self.cid)
+        return bool(rec and rec.state.get("Paused"))
+
+
+def _swap(launched: tuple[int, Stdio, socket.socket]) -> tuple[int, socket.socket, Stdio]:
+    pid, stdio, report = launched
+    return pid, report, stdio
+
+
+def _oci_delete(spec: dict[str, Any]) -> None:
+    from pallet.runtime import oci_cli
+
+    oci_cli.OciRuntime(spec["runtime"], spec["runtime_root"]).delete(spec["bundle"], spec["container_id"])
+
+
+def _in_child(fn: Callable[[dict[str, Any]], None], spec: dict[str, Any]) -> None:
+    """Run fn in a forked child and wait for it: its imports never load into the monitor."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            fn(spec)
+            code = 0
+        except BaseException as e:  # noqa: BLE001
+            print(f"{getattr(fn, '__name__', fn)}: {e}", file=sys.stderr)
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+def _path(p: str) -> Any:
+    from pathlib import Path
+
+    return Path(p)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
