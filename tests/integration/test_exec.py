@@ -112,9 +112,8 @@ def test_security_profile(runtime_busybox: Pallet) -> None:
     assert status_field(p, "CapBnd") == DEFAULT_CAPS
     assert status_field(p, "Seccomp") == "2"
     assert status_field(p, "CapEff", "-u", "nobody") == "0000000000000000"
-    host_bounding = next(
-        line.split()[1] for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapBnd")
-    )
+    status = Path("/proc/self/status").read_text().splitlines()
+    host_bounding = next(line.split()[1] for line in status if line.startswith("CapBnd"))
     assert status_field(p, "CapEff", "--privileged") == host_bounding
     assert status_field(p, "Seccomp", "--privileged") == "0"
 

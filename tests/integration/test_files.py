@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cgroup_cleanup import no_leftover_cgroups  # noqa: F401 (an autouse fixture)
 
 from conftest import Pallet, mounts_under, needs_root
 
@@ -107,6 +108,7 @@ def test_cp_in_ownership_and_directories(busybox: Pallet, tmp_path: Path) -> Non
     assert read_out(busybox, "c1:/root/renamed/sub/f") == b"f\n"
     for src_path, dest, message in [
         (str(src), "c1:/nodir/", "no such directory"),
+        (str(src), "c1:/etc/passwd/", "no such directory"),
         (str(src), "c1:/nodir/sub/x", "Could not find the file /nodir/sub in container c1"),
         (str(tree), "c1:/etc/passwd", "cannot copy directory"),
         (str(tmp_path / "nope"), "c1:/tmp", "no such file or directory"),
@@ -285,3 +287,16 @@ def test_export(busybox: Pallet, tmp_path: Path) -> None:
     assert p.returncode == 1 and b"does not exist" in p.stderr
     assert sorted(os.listdir(tmp_path)) == ["fs.tar"]  # nothing half-written left
     assert container_mounts(busybox) == []
+
+
+def test_commit_running_container(busybox: Pallet) -> None:
+    busybox("run", "-d", "--name", "live", "busybox", "sh", "-c", "echo live > /state; sleep 600")
+    deadline = time.monotonic() + 30
+    while busybox("exec", "live", "cat", "/state", check=False).stdout != b"live\n":
+        assert time.monotonic() < deadline, "the container did not write /state"
+        time.sleep(0.05)
+    busybox("commit", "live", "snap:1")  # paused while its changes are read, then resumed
+    assert busybox.out("inspect", "-f", "{{.State.Running}} {{.State.Paused}}", "live") == "true false\n"
+    busybox("commit", "--pause=false", "live", "snap:2")
+    for tag in ("snap:1", "snap:2"):
+        assert busybox.out("run", "--rm", "--entrypoint", "cat", tag, "/state") == "live\n"

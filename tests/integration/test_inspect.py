@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from cgroup_cleanup import no_leftover_cgroups  # noqa: F401 (an autouse fixture)
 
 from conftest import Pallet, needs_root
 
@@ -151,3 +152,17 @@ def test_sizes_with_s(busybox: Pallet, tmp_path: Path) -> None:
     assert list(data).index("SizeRw") == list(data).index("GraphDriver") + 1
     assert "SizeRw" not in inspect(busybox, "c1")[0]
     assert busybox.out("inspect", "-s", "-f", "{{.SizeRw}}", "c1") == "1000\n"
+
+
+def test_port_without_published_ports(busybox: Pallet) -> None:
+    busybox("run", "-d", "--name", "up", "busybox", "sleep", "600")
+    assert busybox.out("port", "up") == ""  # nothing published: nothing listed, as docker
+    assert json.loads(busybox.out("inspect", "-f", "{{json .NetworkSettings.Ports}}", "up")) == {}
+    for args, message in [
+        (["up", "80"], "No public port '80' published for up"),
+        (["up", "80/udp"], "No public port '80/udp' published for up"),
+        (["up", "abc"], "invalid port (abc)"),
+        (["nosuch"], "No such container: nosuch"),
+    ]:
+        p = busybox("port", *args, check=False)
+        assert p.returncode == 1 and message in p.stderr.decode(), (args, p.stderr)

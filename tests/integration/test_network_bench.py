@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 import test_network_support as support
 from dnslib import DNSRecord
-from test_network_support import NetEnv, make_env
+from test_network_support import NetEnv
 
 from pallet.network import netns
 from pallet.network.bridge import BridgeDriver, DriverSettings
 from pallet.network.ports import PortRequest
 
+net_env = support.net_env  # fixture
 pytestmark = [*support.pytestmark, pytest.mark.slow]
 
 SECONDS = 1.5
@@ -140,74 +141,69 @@ def _gbit(bps: float) -> float:
     return round(bps * 8 / 1e9, 2)
 
 
-def test_measure_network_paths(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    env = make_env(tmp_path / "root")
-    try:
-        proxy_drv = env.driver
-        nat_drv = BridgeDriver(
-            env.paths, proxy_drv.conn, DriverSettings(dns_upstreams=[], userland_proxy=False)
-        )
-        results: dict[str, object] = {}
+def test_measure_network_paths(net_env: NetEnv, tmp_path_factory: pytest.TempPathFactory) -> None:
+    env = net_env
+    proxy_drv = env.driver
+    nat_drv = BridgeDriver(env.paths, proxy_drv.conn, DriverSettings(dns_upstreams=[], userland_proxy=False))
+    results: dict[str, object] = {}
 
-        t0 = time.perf_counter()
-        net = proxy_drv.create("bench")
-        results["network_create_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
-        ns_a, ns_b, ns_c = env.netns("bench-a"), env.netns("bench-b"), env.netns("bench-c")
-        t0 = time.perf_counter()
-        a = proxy_drv.connect(net.id, "a" * 64, name="a", netns_path=ns_a)
-        results["connect_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
-        proxy_drv.connect(net.id, "b" * 64, name="b", netns_path=ns_b)
-        c = proxy_drv.connect(net.id, "c" * 64, name="c", netns_path=ns_c)
-        a_ip, c_ip = str(a.address.ip), str(c.address.ip)
+    t0 = time.perf_counter()
+    net = proxy_drv.create("bench")
+    results["network_create_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    ns_a, ns_b, ns_c = env.netns("bench-a"), env.netns("bench-b"), env.netns("bench-c")
+    t0 = time.perf_counter()
+    a = proxy_drv.connect(net.id, "a" * 64, name="a", netns_path=ns_a)
+    results["connect_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    proxy_drv.connect(net.id, "b" * 64, name="b", netns_path=ns_b)
+    c = proxy_drv.connect(net.id, "c" * 64, name="c", netns_path=ns_c)
+    a_ip, c_ip = str(a.address.ip), str(c.address.ip)
 
-        _server(env, ns_a, 5001, "sink")
-        _server(env, ns_c, 5002, "echo")
-        # a: throughput sink, published by the proxy; c: echo, published by nftables.
-        t0 = time.perf_counter()
-        (pa,) = proxy_drv.publish(net.id, "a" * 64, [PortRequest(5001, "tcp", "127.0.0.1")])
-        results["publish_proxy_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
-        t0 = time.perf_counter()
-        (pc,) = nat_drv.publish(net.id, "c" * 64, [PortRequest(5002, "tcp", "127.0.0.1")])
-        results["publish_nat_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    _server(env, ns_a, 5001, "sink")
+    _server(env, ns_c, 5002, "echo")
+    # a: throughput sink, published by the proxy; c: echo, published by nftables.
+    t0 = time.perf_counter()
+    (pa,) = proxy_drv.publish(net.id, "a" * 64, [PortRequest(5001, "tcp", "127.0.0.1")])
+    results["publish_proxy_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    t0 = time.perf_counter()
+    (pc,) = nat_drv.publish(net.id, "c" * 64, [PortRequest(5002, "tcp", "127.0.0.1")])
+    results["publish_nat_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
 
-        tp = {
-            "netns_to_netns_same_bridge": _throughput(ns_b, a_ip, 5001),
-            "host_to_container_ip_direct": _throughput(None, a_ip, 5001),
-            "host_to_127_published_via_proxy": _throughput(None, "127.0.0.1", pa.host_port),
-        }
-        proxy_drv.unpublish(net.id, "a" * 64)
-        (pa2,) = nat_drv.publish(net.id, "a" * 64, [PortRequest(5001, "tcp", "127.0.0.1")])
-        tp["host_to_127_published_via_nftables"] = _throughput(None, "127.0.0.1", pa2.host_port)
-        results["throughput_gbit_s"] = {k: _gbit(v) for k, v in tp.items()}
+    tp = {
+        "netns_to_netns_same_bridge": _throughput(ns_b, a_ip, 5001),
+        "host_to_container_ip_direct": _throughput(None, a_ip, 5001),
+        "host_to_127_published_via_proxy": _throughput(None, "127.0.0.1", pa.host_port),
+    }
+    proxy_drv.unpublish(net.id, "a" * 64)
+    (pa2,) = nat_drv.publish(net.id, "a" * 64, [PortRequest(5001, "tcp", "127.0.0.1")])
+    tp["host_to_127_published_via_nftables"] = _throughput(None, "127.0.0.1", pa2.host_port)
+    results["throughput_gbit_s"] = {k: _gbit(v) for k, v in tp.items()}
 
-        lat = {"direct_to_container_ip": _summary(_latencies(c_ip, 5002))}
-        lat["published_127_via_nftables"] = _summary(_latencies("127.0.0.1", pc.host_port))
-        nat_drv.unpublish(net.id, "c" * 64)
-        (pc2,) = proxy_drv.publish(net.id, "c" * 64, [PortRequest(5002, "tcp", "127.0.0.1")])
-        lat["published_127_via_proxy"] = _summary(_latencies("127.0.0.1", pc2.host_port))
-        results["connect_roundtrip_close"] = lat
-        assert net.ipam
-        results["dns_query_from_container"] = _summary(_dns_latencies(ns_b, str(net.ipam.gateway), "a"))
-        run = env.paths.runroot / "networks" / net.id
-        results["rss_kb"] = {
-            "dns_server": _rss_kb(run / "dns.pid"),
-            "port_proxy": _rss_kb(next((run / "proxy").glob("*.pid"))),
-        }
+    lat = {"direct_to_container_ip": _summary(_latencies(c_ip, 5002))}
+    lat["published_127_via_nftables"] = _summary(_latencies("127.0.0.1", pc.host_port))
+    nat_drv.unpublish(net.id, "c" * 64)
+    (pc2,) = proxy_drv.publish(net.id, "c" * 64, [PortRequest(5002, "tcp", "127.0.0.1")])
+    lat["published_127_via_proxy"] = _summary(_latencies("127.0.0.1", pc2.host_port))
+    results["connect_roundtrip_close"] = lat
+    assert net.ipam
+    results["dns_query_from_container"] = _summary(_dns_latencies(ns_b, str(net.ipam.gateway), "a"))
+    run = env.paths.runroot / "networks" / net.id
+    results["rss_kb"] = {
+        "dns_server": _rss_kb(run / "dns.pid"),
+        "port_proxy": _rss_kb(next((run / "proxy").glob("*.pid"))),
+    }
 
-        t0 = time.perf_counter()
-        for cid in ("a" * 64, "b" * 64, "c" * 64):
-            proxy_drv.disconnect(net.id, cid)
-        results["disconnect_ms_each"] = round((time.perf_counter() - t0) * 1e3 / 3, 1)
-        t0 = time.perf_counter()
-        proxy_drv.remove(net.id)
-        results["network_remove_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    t0 = time.perf_counter()
+    for cid in ("a" * 64, "b" * 64, "c" * 64):
+        proxy_drv.disconnect(net.id, cid)
+    results["disconnect_ms_each"] = round((time.perf_counter() - t0) * 1e3 / 3, 1)
+    t0 = time.perf_counter()
+    proxy_drv.remove(net.id)
+    results["network_remove_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
 
-        out = tmp_path_factory.getbasetemp() / "network-bench.json"
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        print("\n" + json.dumps(results, indent=2))
-        assert all(v > 0 for v in tp.values())
-    finally:
-        env.cleanup()
+    out = tmp_path_factory.getbasetemp() / "network-bench.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + json.dumps(results, indent=2))
+    assert all(v > 0 for v in tp.values())
 
 
 def _rss_kb(pidfile: Path) -> int:

@@ -71,7 +71,12 @@ class NetEnv:
                 if proc.poll() is None:
                     proc.kill()
                 proc.wait()
-            self._sweep(swept)
+            # A fresh connection: the test may have closed (or broken) the driver's own.
+            sweeper = BridgeDriver(self.paths, db.connect(self.paths.db), self.driver.settings)
+            try:
+                self._sweep(sweeper, swept)
+            finally:
+                sweeper.conn.close()
         finally:
             self.driver.conn.close()
             kill_helpers(self.paths.root)
@@ -79,17 +84,17 @@ class NetEnv:
                 subprocess.run(["umount", "-l", mp], check=False, capture_output=True)
         return swept
 
-    def _sweep(self, swept: list[str]) -> None:
-        conn = self.driver.conn
+    def _sweep(self, driver: BridgeDriver, swept: list[str]) -> None:
+        conn = driver.conn
         for rec in list_networks(conn):
-            for ep in self.driver.endpoints(rec.id):
+            for ep in driver.endpoints(rec.id):
                 try:
-                    self.driver.disconnect(rec.id, ep.container_id)
+                    driver.disconnect(rec.id, ep.container_id)
                 except Exception as e:  # keep sweeping
                     swept.append(f"disconnect {ep.name}: {e}")
             if rec.driver == "bridge" and rec.name != "bridge":
                 try:
-                    self.driver.remove(rec.id)
+                    driver.remove(rec.id)
                 except Exception as e:
                     swept.append(f"remove {rec.name}: {e}")
         for ns in self.namespaces:
@@ -196,23 +201,44 @@ def make_env(root: Path, **settings: object) -> NetEnv:
     return NetEnv(paths, BridgeDriver(paths, conn, DriverSettings(**opts)))  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def net_env(tmp_path: Path) -> Iterator[NetEnv]:
-    env = make_env(tmp_path / "root")
+def pallet_host_state() -> tuple[list[str], list[str]]:
+    """The host links and nft tables that look like pallet's (bridges, veths, pallet_* tables)."""
+    with links.host_netlink() as ipr:
+        names = [n for n in links.link_names(ipr) if n.startswith(("br-", "veth"))]
+    return names, sorted(t for t in nft.table_names() if t.startswith(nft.TABLE_PREFIX))
+
+
+def _checked(env: NetEnv) -> Iterator[NetEnv]:
+    """Yield env, take it down, and fail the test if pallet-looking host state is left behind
+    (after removing it: one leaky test must not break the next)."""
+    before = pallet_host_state()
     try:
         yield env
     finally:
         env.cleanup()
+    # The kernel frees a dead namespace's veth ends asynchronously.
+    eventually(lambda: pallet_host_state() == before, timeout=5)
+    after = pallet_host_state()
+    if after != before:
+        extra_links = sorted(set(after[0]) - set(before[0]))
+        extra_tables = sorted(set(after[1]) - set(before[1]))
+        with links.host_netlink() as ipr:
+            for name in extra_links:
+                links.delete_bridge(ipr, name)
+        for table in extra_tables:
+            nft.delete_table(table)
+        pytest.fail(f"left behind: links {extra_links}, nft tables {extra_tables}")
+
+
+@pytest.fixture
+def net_env(tmp_path: Path) -> Iterator[NetEnv]:
+    yield from _checked(make_env(tmp_path / "root"))
 
 
 @pytest.fixture
 def nat_env(tmp_path: Path) -> Iterator[NetEnv]:
     """Like net_env, with loopback-published ports by route_localnet + DNAT instead of the proxy."""
-    env = make_env(tmp_path / "root", userland_proxy=False)
-    try:
-        yield env
-    finally:
-        env.cleanup()
+    yield from _checked(make_env(tmp_path / "root", userland_proxy=False))
 
 
 def _mounts_under(path: Path) -> list[str]:

@@ -4,6 +4,8 @@ pseudo-terminal (pexpect) running the real CLI."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,3 +125,60 @@ def test_exec_it_detach_leaves_the_process(busybox: Pallet) -> None:
         t.sendcontrol("q")
         assert ended(t) == 0
     assert "sleep 654" in busybox.out("exec", "ctr", "ps")
+
+
+def test_start_ai_attaches_a_tty(busybox: Pallet) -> None:
+    busybox("create", "-it", "--name", "tty3", "busybox", "sh")
+    with terminal(busybox, "start", "-ai", "tty3", rows=25, cols=99) as t:
+        t.expect(PROMPT)
+        t.sendline("stty size")
+        t.expect("25 99")
+        t.sendline("exit 5")
+        assert ended(t) == 5
+
+
+def test_attach_forwards_signals_without_a_tty(busybox: Pallet) -> None:
+    busybox("run", "-d", "--name", "sigs", "busybox", "sh", "-c",
+            'trap "echo got TERM; exit 9" TERM; while :; do echo tick; sleep 0.1; done')  # fmt: skip
+    attach = subprocess.Popen(
+        [*PALLET, "attach", "--no-stdin", "sigs"], env=busybox.env, stdout=subprocess.PIPE
+    )
+    try:
+        assert attach.stdout is not None
+        assert attach.stdout.readline() == b"tick\n"  # attached
+        attach.send_signal(signal.SIGTERM)
+        assert attach.wait(timeout=20) == 9
+        assert b"got TERM" in attach.stdout.read()
+    finally:
+        attach.kill()
+        attach.wait()
+
+
+def test_refusals(busybox: Pallet) -> None:
+    busybox("create", "--name", "idle", "busybox", "sh")
+    got = busybox("attach", "idle", check=False)
+    assert got.returncode == 1
+    assert got.stderr == b"Error: You cannot attach to a stopped container, start it first\n"
+    # -it without a terminal on stdin: refused before anything is created.
+    got = busybox("run", "-it", "--name", "never", "busybox", "sh", check=False)
+    assert got.returncode == 1 and got.stderr == b"Error: the input device is not a TTY\n"
+    got = busybox("run", "-it", "--detach-keys", "ctrl-", "--name", "never", "busybox", "sh", check=False)
+    assert got.returncode != 0 and b"Invalid detach keys (ctrl-) provided" in got.stderr
+    assert "never" not in busybox.out("ps", "-a", "--format", "{{.Names}}")
+
+
+def test_detach_key_sequences() -> None:
+    from pallet.cli.detach_keys import DetachKeyFilter, parse
+    from pallet.errors import InvalidArgument
+
+    assert parse(None) == parse("") == b"\x10\x11"
+    assert parse("ctrl-a,x") == b"\x01x"
+    assert parse("ctrl-@,ctrl-[,ctrl-_,DEL") == b"\x00\x1b\x1f\x7f"
+    for bad in ("ctrl-", "ctrl-A", "ab", "ctrl-p,,"):
+        with pytest.raises(InvalidArgument):
+            parse(bad)
+    f = DetachKeyFilter(b"\x10\x11")
+    assert f.feed(b"a\x10") == (b"a", False)  # a partial match is held back...
+    assert f.feed(b"b") == (b"\x10b", False)  # ...and let go when it breaks
+    assert f.feed(b"\x10\x10") == (b"\x10", False)
+    assert f.feed(b"\x11rest") == (b"", True)

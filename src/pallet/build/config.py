@@ -125,7 +125,8 @@ class ImageState:
         else:
             entry["created"] = created
             self.layers.append(layer)
-            self.config.setdefault("rootfs", {"type": "layers"}).setdefault("diff_ids", []).append(layer.diff_id)
+            rootfs = self.config.setdefault("rootfs", {"type": "layers"})
+            rootfs.setdefault("diff_ids", []).append(layer.diff_id)
         self.config.setdefault("history", []).append(entry)
 
     # ---- metadata instructions (dispatch*.go) ---------------------------------------------

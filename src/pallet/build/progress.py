@@ -37,6 +37,7 @@ class Vertex:
         self.started = time.monotonic()
         self.finished: float | None = None
         self.state = "running"  # running | done | cached | error
+        self.step = False  # a filesystem step (what a fully cached rebuild shows as CACHED)
         self.tail: deque[str] = deque(maxlen=_ERROR_TAIL)
         self._partial = b""
 

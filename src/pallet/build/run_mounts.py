@@ -181,13 +181,11 @@ def prepare_mounts(session: BuildSession, stack: ExitStack, step_dir: Path, moun
 
 def _secret(session: BuildSession, step_dir: Path, m: Mount, n: int, out: PreparedMounts) -> None:
     ident = secret_id(m)
-    src = session.secrets.get(ident)
-    if src is None or not os.path.isfile(src):
+    data = session.secrets.get(ident)
+    if data is None:
         if m.required:
             raise StepFailed(f"secret {ident} not found")
         return
-    with open(src, "rb") as f:
-        data = f.read()
     if m.env:
         out.env[m.env] = data.decode("utf-8", "surrogateescape")
         if not m.target:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -87,8 +86,11 @@ class BuildSession:
     context: BuildContext
     progress: Progress
     canceller: Canceller
-    secrets: dict[str, str] = field(default_factory=dict)  # id -> host file
+    secrets: dict[str, bytes] = field(default_factory=dict)  # --secret id -> content
     network: str = "default"  # --network: default (none for now) | none | host
     no_cache: bool = False
-    # The finished state of a stage, waiting for it if it is still being built.
-    stage_state: Callable[[int], object] | None = None
+    # What the build read, for the build memo (engine/build_memo.py): context source patterns,
+    # the cache keys of its steps, and whether anything (an ADD URL) makes it unrepeatable.
+    context_reads: list[list[str]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    replayable: bool = True

@@ -172,7 +172,8 @@ def parse_chmod(value: str) -> int | None:
     except ValueError:
         mode = -1
     if not 0 <= mode <= 0o7777:
-        raise StepFailed(f"invalid chmod parameter: '{value}'. it should be octal string and between 0 and 07777")
+        raise StepFailed(f"invalid chmod parameter: '{value}'. it should be octal string and between 0 "
+                         "and 07777")
     return mode
 
 
@@ -362,15 +363,17 @@ def _sources(session: BuildSession, instr: Copy | Add, from_root: Path | None,
     ignore = session.context.ignore if from_root is None else DockerIgnore()
     for source in instr.sources:
         if is_url(source):
-            path = inputs.downloads[source]
-            out.append(_Source(str(path), path.name))
+            download = inputs.downloads[source]
+            out.append(_Source(str(download), download.name))
             continue
         try:
-            matches = resolve_sources(root, source, ignore)
+            matches = resolve_sources(root, source, ignore) if from_root is None else \
+                _resolve_in_root(str(root), source)
         except NotFound as e:
             raise StepFailed(f"failed to compute cache key: failed to calculate checksum: {e}",
                              line=instr.line) from None
         for rel in matches:
+            path: str
             if from_root is not None:
                 path = secure_join(str(root), rel)  # symlinks resolve inside the image's filesystem
             else:
@@ -392,11 +395,38 @@ def _sources(session: BuildSession, instr: Copy | Add, from_root: Path | None,
         for i, doc in enumerate(instr.contents):
             sub = inputs.temp / f"doc-{i}"
             sub.mkdir()
-            path = sub / posixpath.basename(doc.path)
-            path.write_text(doc.data, encoding="utf-8", errors="surrogateescape")
-            os.chmod(path, 0o644)
-            out.append(_Source(str(path), path.name))
+            doc_file = sub / posixpath.basename(doc.path)
+            doc_file.write_text(doc.data, encoding="utf-8", errors="surrogateescape")
+            os.chmod(doc_file, 0o644)
+            out.append(_Source(str(doc_file), doc_file.name))
     return out
+
+
+def _resolve_in_root(root: str, pattern: str) -> list[str]:
+    """Paths a `--from` source names in a stage's or image's filesystem, symlinks (absolute ones too)
+    resolved inside it, wildcards matched one component at a time."""
+    from pallet.build.gocompat import clean_path
+    from pallet.build.ignore import glob_component
+    from pallet.runtime.mounts import secure_join
+
+    rel = clean_path("/" + pattern).lstrip("/")
+    matches = [""]
+    for part in rel.split("/") if rel else []:
+        if not any(ch in part for ch in "*?[\\"):
+            matches = [f"{m}/{part}" if m else part for m in matches
+                       if os.path.lexists(secure_join(root, f"{m}/{part}"))]
+            continue
+        regex = glob_component(part)
+        found = []
+        for m in matches:
+            directory = secure_join(root, m)
+            if os.path.isdir(directory):
+                found += [f"{m}/{name}" if m else name for name in sorted(os.listdir(directory))
+                          if regex.match(name)]
+        matches = found
+    if not matches:
+        raise NotFound(f'"/{rel}": not found')
+    return matches
 
 
 def _is_archive(path: str) -> bool:
@@ -421,11 +451,11 @@ def _extract(path: str, dest: Path, writer: _Writer) -> None:
         if head.startswith(b"BZh"):
             import bz2
 
-            stream = bz2.BZ2File(raw)
+            stream = bz2.BZ2File(raw)  # noqa: SIM115 - closed with `raw`
         elif head.startswith(b"\xfd7zXZ\x00"):
             import lzma
 
-            stream = lzma.LZMAFile(raw)
+            stream = lzma.LZMAFile(raw)  # noqa: SIM115 - closed with `raw`
         else:
             from pallet.images.layers import open_decompressed
 

@@ -9,6 +9,7 @@ to the container (`--sig-proxy`, on by default), as docker does.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import selectors
@@ -25,7 +26,7 @@ _PROXIED = (
     signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
     signal.SIGALRM, signal.SIGCONT,
 )  # fmt: skip
-_DETACHED = -1
+_DETACHED = -1  # what _session returns when the user typed the detach keys (no exit code is negative)
 
 
 def check_tty(stdin: bool, tty: bool) -> None:
@@ -51,6 +52,9 @@ def attached_start(
         # Queued before the monitor exists: it reads OPEN first, whenever it gets to it.
         ours.sendall(_open_frame(stdin, tty))
         rec = lifecycle.start(engine, cid, attach=theirs)
+    except BaseException:
+        ours.close()
+        raise
     finally:
         theirs.close()
     pid = int(rec.state.get("Pid") or 0)
@@ -63,11 +67,13 @@ def attached_start(
 
 def attach(prog: str, args: list[str]) -> int:
     """`attach [--no-stdin] [--sig-proxy=BOOL] [--detach-keys KEYS] CONTAINER`."""
-    p = Parser(prog, "[OPTIONS] CONTAINER")
-    p.add_argument("--detach-keys")
-    p.add_argument("--no-stdin", action="store_true")
-    p.add_argument("--sig-proxy", nargs="?", const="true", default="true")
-    p.add_argument("container", nargs="?")
+    p = Parser(prog, "[OPTIONS] CONTAINER",
+               "Attach local standard input, output, and error streams to a running container")  # fmt: skip
+    p.add_argument("--detach-keys", help="Override the key sequence for detaching a container")
+    p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
+    p.add_argument("--sig-proxy", nargs="?", const="true", default="true",
+                   help="Proxy all received signals to the process (default true)")  # fmt: skip
+    p.add_argument("container", nargs="?", help=argparse.SUPPRESS)
     ns = p.parse(args)
     requires([ns.container] if ns.container else [], prog, "[OPTIONS] CONTAINER", at_least=1)
     from pallet.cli import detach_keys as dk
@@ -196,10 +202,8 @@ class _Pump:
     def _write(self, fd: int, data: bytes) -> None:
         if not self.out_ok[fd]:
             return
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(fd, view) :]
+            terminal.write_all(fd, data)
         except OSError:
             self.out_ok[fd] = False  # our reader went away: keep draining, stop writing
 

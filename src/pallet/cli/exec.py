@@ -17,24 +17,24 @@ from pallet.engine.core import Engine
 from pallet.errors import PalletError
 
 _USAGE = "[OPTIONS] CONTAINER COMMAND [ARG...]"
-# Forwarded to the process when we are not its terminal (docker leaves it running; a Ctrl-C that stops
-# only the client is a surprise).
+# Forwarded to the process when it has no terminal of ours: docker's client would die and leave it
+# running; here Ctrl-C or a kill of the client reaches the command, as with a local one.
 _PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def _parser(prog: str) -> Parser:
-    p = Parser(prog, _USAGE)
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--detach-keys")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("--env-file", action="append", default=[])
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("--privileged", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("-u", "--user")
-    p.add_argument("-w", "--workdir")
-    p.add_argument("container", nargs="?")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = Parser(prog, _USAGE, "Execute a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
+    p.add_argument("--detach-keys", help="Override the key sequence for detaching a container")
+    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables")
+    p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    p.add_argument("--privileged", action="store_true", help="Give extended privileges to the command")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("-u", "--user", help='Username or UID (format: "<name|uid>[:<group|gid>]")')
+    p.add_argument("-w", "--workdir", help="Working directory inside the container")
+    p.add_argument("container", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
 

@@ -208,7 +208,7 @@ def update(prog: str, args: list[str]) -> int:
     requires(ns.containers, prog, _USAGE)
     given = {k: v for k, v in vars(ns).items() if k != "containers" and k != "help" and v is not None}
     if not given:
-        raise InvalidArgument("you must provide one or more flags when using this command")
+        raise PalletError("you must provide one or more flags when using this command")
     from pallet.cli import run_opts as o
     from pallet.engine import update as updates
     from pallet.runtime import restart
@@ -230,7 +230,7 @@ def update(prog: str, args: list[str]) -> int:
         try:
             policy = restart.parse(ns.restart)
         except ValueError as e:
-            raise InvalidArgument(str(e)) from None
+            raise PalletError(str(e)) from None
     warnings: list[str] = []
     code = _each(
         ns.containers,

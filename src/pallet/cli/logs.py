@@ -24,7 +24,8 @@ def logs(prog: str, args: list[str]) -> int:
     ns = p.parse(args)
     if len(ns.containers) != 1:
         raise InvalidArgument(
-            f"\"{prog}\" requires exactly 1 argument.\nSee '{prog} --help'.\n\nUsage:  {prog} [OPTIONS] CONTAINER"
+            f"\"{prog}\" requires exactly 1 argument.\nSee '{prog} --help'.\n\n"
+            f"Usage:  {prog} [OPTIONS] CONTAINER"
         )
     from pallet.engine import logs as reader
 

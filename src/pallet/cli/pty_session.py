@@ -95,8 +95,8 @@ class PtySession:
             return False
         if self.stdout_ok:
             try:
-                _write_all(1, data)
-            except BrokenPipeError:
+                terminal.write_all(1, data)
+            except OSError:  # our reader went away: keep draining, stop writing
                 self.stdout_ok = False
         return True
 
@@ -116,19 +116,6 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:
         return b""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            import select
-
-            select.select([], [fd], [])
-            continue
-        view = view[n:]
 
 
 def _exited(pid: int) -> bool:

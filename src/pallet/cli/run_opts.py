@@ -12,7 +12,7 @@ from pallet.engine.hostconfig import go_quote, sysctl_allowed
 from pallet.engine.resources import ULIMIT_NAMES
 from pallet.errors import InvalidArgument
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _DURATION_UNITS = {
     "ns": 1,

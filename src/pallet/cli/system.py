@@ -116,7 +116,7 @@ def prune(prog: str, args: list[str]) -> int:
 
     report = prune_all(Engine(), all_images=ns.all, volumes=ns.volumes)
     sections = [("Deleted Containers:", report.containers), ("Deleted Volumes:", report.volumes),
-                ("Deleted Images:", report.image_lines)]
+                ("Deleted Images:", report.image_lines), ("Deleted build cache objects:", report.build_cache)]
     for title, lines in sections:
         if lines:
             out(title + "\n" + "".join(line + "\n" for line in lines) + "\n")

@@ -97,7 +97,13 @@ def summary_rows(usage: DiskUsage) -> list[dict[str, str]]:
             _size(volume_total),
             _reclaimable(volume_idle, volume_total),
         ),
-        row("Build Cache", len(usage.build_cache), 0, _size(0), _size(0)),
+        row(
+            "Build Cache",
+            usage.build_cache.count,
+            0,
+            _size(usage.build_cache.size),
+            _size(usage.build_cache.reclaimable),
+        ),
     ]
 
 
@@ -137,6 +143,24 @@ def container_rows(engine: Engine, usage: DiskUsage, trunc: bool) -> list[Any]:
     return rows
 
 
+def cache_rows(usage: DiskUsage, trunc: bool) -> list[dict[str, str]]:
+    import time
+
+    from pallet.cli.units import human_duration
+
+    image_layers = {c for i in usage.images for c in i.record.chain_ids}
+    rows = []
+    for r in usage.build_cache.records:
+        rows.append({
+            "CacheType": "regular", "CreatedAt": r.created, "CreatedSince": ago(r.created),
+            "Description": r.description, "ID": r.key[7:32] if trunc else r.key[7:],
+            "InUse": "false", "LastUsedSince": human_duration(time.time() - r.last_used) + " ago",
+            "Parent": r.parent[7:32] if r.parent else "", "Shared": str(r.chain_id in image_layers).lower(),
+            "Size": _size(r.size), "UsageCount": str(r.usage_count),
+        })  # fmt: skip
+    return rows
+
+
 def volume_rows(usage: DiskUsage) -> list[dict[str, str]]:
     return [{"Links": str(v.ref_count), "Name": v.name, "Size": _size(v.size)} for v in usage.volumes]
 
@@ -153,14 +177,20 @@ def render(engine: Engine, usage: DiskUsage, fmt: str, *, verbose: bool) -> str:
         containers = container_rows(engine, usage, table)
         volumes = volume_rows(usage)
         if not table:
-            data = {"Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}
+            data = {
+                "Images": images,
+                "Containers": containers,
+                "Volumes": volumes,
+                "BuildCache": cache_rows(usage, False),
+            }
             source = "{{json .}}" if fmt == "json" else fmt
             return render_template(source, data) + "\n"
         return "".join([
             "Images space usage:\n\n", format_rows(None, images, DF_IMAGES_TABLE),
             "\nContainers space usage:\n\n", format_rows(None, containers, DF_CONTAINERS_TABLE),
             "\nLocal Volumes space usage:\n\n", format_rows(None, volumes, DF_VOLUMES_TABLE),
-            f"\nBuild cache usage: {_size(0)}\n\n", format_rows(None, [], DF_CACHE_TABLE),
+            f"\nBuild cache usage: {_size(usage.build_cache.size)}\n\n",
+            format_rows(None, cache_rows(usage, True), DF_CACHE_TABLE),
         ])  # fmt: skip
     except TemplateError as e:
         raise PalletError(f"template parsing error: {e}") from None

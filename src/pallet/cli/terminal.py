@@ -35,6 +35,18 @@ def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, _WINSIZE.pack(rows, cols, 0, 0))
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write everything to fd (our stdout may have been left non-blocking by whoever shares it)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [])
+
+
 def our_size() -> tuple[int, int] | None:
     """The size of the terminal we run in: stdout's, else stdin's (docker asks its output stream)."""
     return get_size(1) or get_size(0)

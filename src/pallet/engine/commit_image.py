@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,10 @@ def commit(
     image = store.get(rec.image_id)
     base = store.config(image.id)
     upper = engine.paths.container_dir(rec.id) / "upper"
-    found = rwlayer.changes(upper, [store.layer_dir(c) for c in image.chain_ids])
     fd, tmp = tempfile.mkstemp(prefix="commit-", suffix=".tar", dir=engine.paths.tmp)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with _paused(engine, rec, pause), os.fdopen(fd, "wb") as out:
+            found = rwlayer.changes(upper, [store.layer_dir(c) for c in image.chain_ids])
             treetar.write_tar(_layer_entries(upper, found), out)
         created = rfc3339()
         with store.writing():
@@ -82,6 +83,25 @@ def commit(
             )
     finally:
         os.unlink(tmp)
+
+
+@contextmanager
+def _paused(engine: Engine, rec: ContainerRecord, pause: bool) -> Iterator[None]:
+    """docker commit --pause (the default): a running container is frozen while its changes are
+    read, so that the layer is one consistent moment; one already paused stays paused."""
+    from pallet.engine.lifecycle import refresh
+
+    current = refresh(engine, rec)
+    if not pause or not current.state.get("Running") or current.state.get("Paused"):
+        yield
+        return
+    from pallet.engine import pause as pausing
+
+    pausing.pause(engine, rec.id)
+    try:
+        yield
+    finally:
+        pausing.unpause(engine, rec.id)
 
 
 def _tags(reference: str | None) -> list[str]:

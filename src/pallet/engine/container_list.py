@@ -36,6 +36,12 @@ STATES = ("created", "restarting", "running", "removing", "paused", "exited", "d
 HEALTH = ("starting", "healthy", "unhealthy", "none")
 
 
+class InvalidFilter(InvalidArgument):
+    """A filter the daemon refuses: a 400 for the API, exit 1 for the CLI (docker's daemon errors)."""
+
+    exit_code = 1
+
+
 @dataclass
 class Listed:
     """One container as the list shows it."""
@@ -61,7 +67,7 @@ def list_containers(
     filters = filters or {}
     bad = set(filters) - FILTERS
     if bad:
-        raise InvalidArgument(f"invalid filter '{sorted(bad)[0]}'")
+        raise InvalidFilter(f"invalid filter '{sorted(bad)[0]}'")
     match = _matcher(engine, filters)
     if "status" in filters:
         all_containers = True  # docker: asking for a state lists stopped containers too
@@ -120,7 +126,7 @@ def _matcher(engine: Engine, filters: dict[str, list[str]]) -> Callable[[Contain
     checks: list[Callable[[ContainerRecord], bool]] = []
     for value in filters.get("status", []):
         if value not in STATES:
-            raise InvalidArgument(f"invalid filter 'status={value}'")
+            raise InvalidFilter(f"invalid filter 'status={value}'")
     if "status" in filters:
         checks.append(lambda r: r.state.get("Status") in filters["status"])
     codes = []
@@ -128,7 +134,7 @@ def _matcher(engine: Engine, filters: dict[str, list[str]]) -> Callable[[Contain
         try:
             codes.append(int(value))
         except ValueError:
-            raise InvalidArgument(f'strconv.Atoi: parsing "{value}": invalid syntax') from None
+            raise InvalidFilter(f'strconv.Atoi: parsing "{value}": invalid syntax') from None
     if codes:
         checks.append(
             lambda r: (
@@ -139,7 +145,7 @@ def _matcher(engine: Engine, filters: dict[str, list[str]]) -> Callable[[Contain
         )
     for value in filters.get("health", []):
         if value not in HEALTH:
-            raise InvalidArgument(f"Unrecognised filter value for health: {value}")
+            raise InvalidFilter(f"Unrecognised filter value for health: {value}")
     if "health" in filters:
         checks.append(lambda r: _health(r) in filters["health"])
     if "name" in filters:
@@ -249,7 +255,7 @@ def _port_range(value: str) -> tuple[int, int, str]:
         start = int(lo)
         end = int(hi) if hi else start
     except ValueError:
-        raise InvalidArgument(f"invalid port range: {value}") from None
+        raise InvalidFilter(f"invalid port range: {value}") from None
     return start, end, (proto or "tcp").lower()
 
 

@@ -16,6 +16,7 @@ from pallet.errors import Conflict, InvalidArgument, NotFound, PalletError
 from pallet.state import containers as records
 from pallet.state.containers import ContainerRecord, initial_state
 
+_REALTIME_SIGNAL = re.compile(r"RTMIN(\+([1-9]|1[0-5]))?|RTMAX(-([1-9]|1[0-4]))?")
 _NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 DEFAULT_RUNTIME = "pallet"
 RUNTIMES = ("pallet", "crun", "runc")
@@ -196,10 +197,11 @@ def _checked_signal(name: str) -> str:
     """docker's signal.ParseSignal: a number or a name, with or without SIG."""
     import signal
 
+    key = name.upper().removeprefix("SIG")
     if name.isdigit():
         if 0 < int(name) < signal.NSIG:
             return name
-    elif isinstance(getattr(signal, "SIG" + name.upper().removeprefix("SIG"), None), signal.Signals):
+    elif isinstance(getattr(signal, "SIG" + key, None), signal.Signals) or _REALTIME_SIGNAL.fullmatch(key):
         return name
     raise InvalidArgument(f"Invalid signal: {name}")
 

@@ -73,11 +73,12 @@ def _start_time(pid: int) -> str | None:
 
 def open_console(t: ExecTarget) -> tuple[int, int]:
     """A pty in the container's devpts: (master, slave) for `spawn(console_fd=slave)`."""
-    from pallet.runtime import exec as rexec
+    from pallet.runtime.exec import ExecError
+    from pallet.runtime.exec_console import open_console as open_in_container
 
     try:
-        return rexec.open_console(t.pid)
-    except rexec.ExecError as e:
+        return open_in_container(t.pid)
+    except ExecError as e:
         raise _failure(t, e) from None
 
 

@@ -39,14 +39,22 @@ def mounted_rootfs(engine: Engine, ref: str) -> Iterator[Rootfs]:
         locked.enter_context(container_lock(engine, rec.id))
         rec = refresh(engine, rec)
         mounted = False
-        if rec.state.get("Running") and (rootfs.is_mounted(target) or _copied(engine, rec)):
+        if rec.state.get("Running"):
+            if not (rootfs.is_mounted(target) or _copied(engine, rec)):
+                # never mount a second overlay on the upper dir of a running container
+                raise CopyError(f"the rootfs of running container {rec.short_id} is not mounted")
             fd = os.open(target, rootpath.DIR_FLAGS)
             # The fd keeps this mount usable even if the container exits meanwhile: unlock.
             locked.close()
         else:
             # A stopped container stays locked, so that `start` never runs on our mount.
             mounted = _mount(engine, rec)
-            fd = os.open(target, rootpath.DIR_FLAGS)
+            try:
+                fd = os.open(target, rootpath.DIR_FLAGS)
+            except BaseException:
+                if mounted:
+                    rootfs.unmount(target)
+                raise
         try:
             yield Rootfs(fd, rec)
         finally:
@@ -60,22 +68,15 @@ def _copied(engine: Engine, rec: ContainerRecord) -> bool:
 
 
 def _mount(engine: Engine, rec: ContainerRecord) -> bool:
-    """Mount a stopped container's rootfs as `start` would; True when this call mounted it."""
-    from pallet.engine.lifecycle import _use_overlay
+    """Mount a stopped container's rootfs as `start` does; True when this call mounted it."""
+    from pallet.engine.lifecycle import mount_rootfs
     from pallet.runtime import rootfs
 
-    cdir = engine.paths.container_dir(rec.id)
-    target = cdir / "rootfs"
+    target = engine.paths.container_dir(rec.id) / "rootfs"
     if rootfs.is_mounted(target):
         return False
-    chains = engine.images.get(rec.image_id).chain_ids if rec.image_id else []
-    if _use_overlay(engine):
-        rootfs.mount_overlay(engine.paths.layers, chains, cdir / "upper", cdir / "work", target)
-        return True
-    if not _copied(engine, rec):
-        rootfs.copy_layers([engine.images.layer_dir(c) for c in chains], target)
-        (cdir / ".copied").touch()
-    return False
+    mount_rootfs(engine, rec)
+    return rootfs.is_mounted(target)
 
 
 # --------------------------------------------------------------------------- cp
@@ -187,6 +188,8 @@ def _container_destination(fs: Rootfs, ref: str, dest: str) -> CopyInfo:
         st = loc.lstat()
         if st is None:
             return CopyInfo(loc.path if not dest.endswith("/") else dest)
+        if copy_paths.asserts_directory(dest) and not stat.S_ISDIR(st.st_mode):
+            return CopyInfo(dest)  # `FILE/` does not exist as docker stats it (ENOTDIR)
         if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
             raise CopyError(f'destination "{ref}:{dest}" must be a directory or a regular file')
         return CopyInfo(loc.path, True, stat.S_ISDIR(st.st_mode))

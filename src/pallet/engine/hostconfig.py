@@ -79,16 +79,14 @@ def complete(
 
     resources.check(hc, warnings)
     security.check(hc, warnings)
-    if hc.get("MaskedPaths") is None and not hc.get("Privileged"):
+    if not hc.get("Privileged"):
+        # dockerd records the defaults it will apply (a --privileged container gets none).
         from pallet.runtime.spec import READONLY_PATHS, default_masked_paths
 
-        hc["MaskedPaths"] = default_masked_paths()
+        if hc.get("MaskedPaths") is None:
+            hc["MaskedPaths"] = default_masked_paths()
         if hc.get("ReadonlyPaths") is None:
             hc["ReadonlyPaths"] = list(READONLY_PATHS)
-    elif hc.get("ReadonlyPaths") is None and not hc.get("Privileged"):
-        from pallet.runtime.spec import READONLY_PATHS
-
-        hc["ReadonlyPaths"] = list(READONLY_PATHS)
     return hc, warnings
 
 

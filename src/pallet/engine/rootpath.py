@@ -59,8 +59,9 @@ def resolve(
 ) -> Location:
     """Resolve `path` below `root_fd`. Every component but the last is followed (symlinks in-root);
     the last is followed too when `follow_last` (then a directory comes back as name ""). A missing
-    last component is fine (the caller may create it); a missing parent raises FileNotFoundError
-    unless `create_dirs`, which makes it (mode, owner) as `mkdir -p` would inside the rootfs."""
+    last component is fine (the caller may create it); a missing parent raises FileNotFoundError.
+    With `create_dirs`, missing directories are made instead (mode, owner), as `mkdir -p` would
+    inside the rootfs, the last one too when `follow_last`."""
     todo = components(path)
     stack: list[tuple[int, str]] = [(os.dup(root_fd), "/")]
     links = 0

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pallet.errors import PalletError
+
 OPAQUE_XATTR = "trusted.overlay.opaque"
 INIT_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv", "/dev/console"})
 INIT_DIRS = frozenset({"/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/etc"})
@@ -78,6 +80,13 @@ class LowerView:
                 return None
         return None
 
+    def capability(self, path: str) -> bytes | None:
+        """security.capability of the topmost entry for `path` (file capabilities count as a change)."""
+        for top in self._tops:
+            if os.path.lexists(top + path):
+                return _capability(top + path)
+        return None
+
     def children(self, path: str) -> set[str]:
         """Names visible in directory `path` of the merged layers."""
         seen: set[str] = set()
@@ -103,13 +112,12 @@ class LowerView:
         return seen
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_mode, st.st_uid, st.st_gid, st.st_rdev
+
+
 def _stat_different(old: os.stat_result, new: os.stat_result) -> bool:
-    if (old.st_mode, old.st_uid, old.st_gid, old.st_rdev) != (
-        new.st_mode,
-        new.st_uid,
-        new.st_gid,
-        new.st_rdev,
-    ):
+    if _identity(old) != _identity(new):
         return True
     if stat.S_ISDIR(new.st_mode):
         return False  # a directory's size and mtime say nothing (moby#9874)
@@ -153,9 +161,8 @@ class ChangeWalker:
                     if stat.S_ISDIR(st.st_mode):
                         yield from self._dir(path, in_lower=False)
                 continue
-            changed = _stat_different(low, st) or _capability(self.upper + path) != _lower_capability(
-                self.lower, path
-            )
+            caps_differ = _capability(self.upper + path) != self.lower.capability(path)
+            changed = caps_differ or _stat_different(low, st)
             below: list[Change] = []
             if stat.S_ISDIR(st.st_mode):
                 below = list(self._dir(path, in_lower=stat.S_ISDIR(low.st_mode)))
@@ -176,34 +183,38 @@ class ChangeWalker:
         return True
 
 
-def _lower_capability(lower: LowerView, path: str) -> bytes | None:
-    for top in lower._tops:
-        p = top + path
-        if os.path.lexists(p):
-            return _capability(p)
-    return None
-
-
 def changes(upper: Path, layers: list[Path]) -> list[Change]:
     if not upper.is_dir():
         return []
-    return ChangeWalker(upper, LowerView(layers)).changes()
+    try:
+        return ChangeWalker(upper, LowerView(layers)).changes()
+    except RecursionError:
+        raise PalletError("the container's filesystem is nested too deeply to list its changes") from None
 
 
 def upper_size(upper: Path) -> int:
-    """Bytes of the files in the upper dir, each inode once (docker's directory.Size)."""
+    """Bytes of the files in the upper dir, each inode once (docker's directory.Size); symlinks
+    count their own size, directories nothing."""
     total = 0
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(upper):
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1:
-                if key in seen:
+    todo = [str(upper)]
+    while todo:
+        try:
+            it = os.scandir(todo.pop())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
                     continue
-                seen.add(key)
-            total += st.st_size
+                if stat.S_ISDIR(st.st_mode):
+                    todo.append(e.path)
+                    continue
+                if st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
     return total

@@ -143,7 +143,7 @@ def check_seccomp_profile(profile: dict[str, Any]) -> None:
 
 
 def no_new_privileges(hc: Mapping[str, Any]) -> bool:
-    return bool(parse_security_opts(hc.get("SecurityOpt"))["no_new_privileges"]) and not hc.get("Privileged")
+    return bool(parse_security_opts(hc.get("SecurityOpt"))["no_new_privileges"])
 
 
 def _device_entry(path: str, container_path: str, perms: str) -> dict[str, Any] | None:

@@ -27,12 +27,20 @@ class VolumeUsage:
 
 
 @dataclass
+class BuildCacheUsage:
+    count: int  # records and RUN cache mounts
+    size: int
+    reclaimable: int  # what no image uses
+    records: list[Any] = field(default_factory=list)  # build.cache.CacheRecord, for `df -v`
+
+
+@dataclass
 class DiskUsage:
     layers_size: int  # every layer once (docker's LayersSize)
     images: list[ImageUsage]
     containers: list[Any]  # engine.container_list.Listed, with sizes
     volumes: list[VolumeUsage]
-    build_cache: list[Any] = field(default_factory=list)  # pallet keeps no build cache records yet
+    build_cache: BuildCacheUsage
 
 
 def disk_usage(engine: Engine) -> DiskUsage:
@@ -58,7 +66,15 @@ def disk_usage(engine: Engine) -> DiskUsage:
         for image in images
     ]
     listed = container_list.list_containers(engine, all_containers=True, size=True)
-    return DiskUsage(sum(sizes.values()), usage, listed, _volumes(engine))
+    return DiskUsage(sum(sizes.values()), usage, listed, _volumes(engine), _build_cache(engine))
+
+
+def _build_cache(engine: Engine) -> BuildCacheUsage:
+    from pallet.build.cache import CacheStore
+    from pallet.engine import build_cache
+
+    count, size, reclaimable = build_cache.usage(engine)
+    return BuildCacheUsage(count, size, reclaimable, CacheStore(engine.conn).all())
 
 
 def _volumes(engine: Engine) -> list[VolumeUsage]:
@@ -90,13 +106,15 @@ class PruneReport:
     containers: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     image_lines: list[str] = field(default_factory=list)  # "untagged: ..." / "deleted: sha256:..."
+    build_cache: list[str] = field(default_factory=list)
     reclaimed: int = 0
 
 
 def prune(engine: Engine, *, all_images: bool, volumes: bool) -> PruneReport:
     """Stopped containers, then (with `volumes`) unused anonymous volumes, then dangling images
-    (every image no container uses with `all_images`): docker's order, so that what the removed
-    containers held is free for the later steps."""
+    (every image no container uses with `all_images`), then unused build cache (all of it with
+    `all_images`): docker's order, so that what the removed containers held is free for the later
+    steps. Networks are not pruned here yet (see the report)."""
     from pallet.engine import images
     from pallet.engine.prune import prune_containers
 
@@ -109,5 +127,9 @@ def prune(engine: Engine, *, all_images: bool, volumes: bool) -> PruneReport:
         report.volumes, space = volume_verbs.prune(engine, all_volumes=False, filters={})
         report.reclaimed += space
     report.image_lines, space = images.prune(engine, all_images=all_images)
+    report.reclaimed += space
+    from pallet.engine import build_cache
+
+    report.build_cache, space = build_cache.prune(engine, all_records=all_images)
     report.reclaimed += space
     return report

@@ -56,20 +56,36 @@ class TreeReader:
 
     def entries(self, dir_fd: int, name: str, arcname: str, *, with_top: bool = True) -> Iterator[Entry]:
         """`name` in dir_fd ("" = dir_fd itself) archived as `arcname`, then its contents when it is
-        a directory. `with_top=False` leaves the top out (export: the rootfs itself is no entry)."""
+        a directory. `with_top=False` leaves the top out (export: the rootfs itself is no entry).
+        Iterative, so that no depth a container can build exhausts Python's recursion limit."""
         st = os.stat(dir_fd) if not name else os.lstat(name, dir_fd=dir_fd)
         if with_top:
             entry = self.entry(dir_fd, name, arcname, st)
             if entry is not None:
                 yield entry
-        if stat.S_ISDIR(st.st_mode):
-            sub = rootpath.open_dir(rootpath.Location(dir_fd, name, ""))
-            try:
-                prefix = "" if not with_top and not arcname else arcname.rstrip("/") + "/"
-                for child in sorted(os.listdir(sub)):
-                    yield from self.entries(sub, child, prefix + child)
-            finally:
-                os.close(sub)
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        top_prefix = "" if not with_top and not arcname else arcname.rstrip("/") + "/"
+        first = rootpath.open_dir(rootpath.Location(dir_fd, name, ""))
+        # one level per open directory: (its fd, the names left in it, their archive prefix)
+        stack: list[tuple[int, Iterator[str], str]] = [(first, iter(sorted(os.listdir(first))), top_prefix)]
+        try:
+            while stack:
+                fd, names, prefix = stack[-1]
+                child = next(names, None)
+                if child is None:
+                    os.close(stack.pop()[0])
+                    continue
+                child_st = os.lstat(child, dir_fd=fd)
+                entry = self.entry(fd, child, prefix + child, child_st)
+                if entry is not None:
+                    yield entry
+                if stat.S_ISDIR(child_st.st_mode):
+                    sub = os.open(child, rootpath.DIR_FLAGS, dir_fd=fd)
+                    stack.append((sub, iter(sorted(os.listdir(sub))), prefix + child + "/"))
+        finally:
+            for fd, _, _ in stack:
+                os.close(fd)
 
     def entry(self, dir_fd: int, name: str, arcname: str, st: os.stat_result) -> Entry | None:
         mode = st.st_mode

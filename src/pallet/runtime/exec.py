@@ -25,7 +25,6 @@ import fcntl
 import json
 import os
 import signal
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,9 +32,6 @@ from typing import Any, NoReturn
 from pallet.runtime import linux, process
 
 _TIOCSCTTY = 0x540E
-_TIOCSPTLCK = 0x40045431
-_TIOCGPTPEER = 0x5441
-_PTMX_RDEV = os.makedev(5, 2)
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # setns order inside P (after it has joined the container's cgroups through the host's cgroupfs): the user
@@ -104,9 +100,9 @@ def exec_in_container(
 
     `env` is added to the container's environment (later entries win); `user` ("name", "uid[:gid]",
     ...) is resolved through the container's /etc/passwd and /etc/group; `cwd` defaults to the
-    container's. `stdin` None gives /dev/null. `console_fd` is a pty slave (see open_console) that becomes
-    the process's controlling terminal and stdio. `privileged` gives every capability in the host's
-    bounding set and no seccomp filter.
+    container's. `stdin` None gives /dev/null. `console_fd` is a pty slave (exec_console.open_console)
+    that becomes the process's controlling terminal and stdio. `privileged` gives every capability in
+    the host's bounding set and no seccomp filter.
     """
     bundle = Path(bundle)
     if not args:
@@ -328,45 +324,6 @@ def _kill_and_reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
-
-
-# --- the console --------------------------------------------------------------------------------------
-
-
-def open_console(container_pid: int) -> tuple[int, int]:
-    """A new pty in the container's own devpts instance: (master, slave), both close-on-exec.
-
-    Allocated there (as runc does) so that, inside, the process's terminal is a /dev/pts/N of the
-    container's. The path is walked one component at a time without following symlinks (the container
-    controls its /dev), and the node must be a ptmx.
-    """
-    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-    fds: list[int] = []
-    try:
-        fds.append(os.open(f"/proc/{container_pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-        for part in ("dev", "pts"):
-            fds.append(os.open(part, flags | os.O_DIRECTORY, dir_fd=fds[-1]))
-        fds.append(os.open("ptmx", flags, dir_fd=fds[-1]))
-        st = os.fstat(fds[-1])
-        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != _PTMX_RDEV:
-            raise ExecError("the container's /dev/pts/ptmx is not a pty multiplexer")
-        master = os.open(f"/proc/self/fd/{fds[-1]}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    except (FileNotFoundError, ProcessLookupError) as e:
-        if not os.path.exists(f"/proc/{container_pid}"):
-            raise ContainerGone("container is not running") from None
-        raise ExecError(f"cannot open a terminal in the container: {e}") from None
-    except OSError as e:
-        raise ExecError(f"cannot open a terminal in the container: {e}") from None
-    finally:
-        for fd in fds:
-            os.close(fd)
-    try:
-        fcntl.ioctl(master, _TIOCSPTLCK, b"\0\0\0\0")
-        slave: int = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as e:
-        os.close(master)
-        raise ExecError(f"cannot open a terminal in the container: {e.strerror}") from None
-    return master, slave
 
 
 # --- inside P: never return, never raise ---------------------------------------------------------------

@@ -142,6 +142,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (key, idx)
     );
     CREATE INDEX build_cache_layers_chain ON build_cache_layers(chain_id);
+    CREATE TABLE build_memo (            -- whole builds that replay without parsing while no input changed
+        key TEXT PRIMARY KEY,            -- sha256 of the Dockerfile, .dockerignore, options, context path
+        image_id TEXT NOT NULL,
+        inputs TEXT NOT NULL,            -- JSON: base image tags, context entries' stat, cache keys, output
+        last_used REAL NOT NULL
+    );
     """,
 ]
 
