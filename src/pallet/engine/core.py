@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from pallet.images.store import ImageStore
 from pallet.state import db
 from pallet.state.paths import StatePaths
+
+if TYPE_CHECKING:
+    from pallet.images.store import ImageStore
 
 
 class Engine:
@@ -22,6 +25,8 @@ class Engine:
 
     @cached_property
     def images(self) -> ImageStore:
+        from pallet.images.store import ImageStore
+
         return ImageStore(self.paths, self.conn)
 
     def close(self) -> None:
