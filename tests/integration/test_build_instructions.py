@@ -21,8 +21,7 @@ def test_env_pairs_and_expansion(build: Build) -> None:
 
 def test_env_replaces_in_place(build: Build) -> None:
     build("FROM busybox\nENV PATH=/x:$PATH A=1\nENV A=2\n")
-    assert build.inspect()["Config"]["Env"] == ["PATH=/x:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                                "A=2"]
+    assert build.inspect()["Config"]["Env"] == ["PATH=/x:" + PATH[5:], "A=2"]
 
 
 def test_variable_forms(build: Build) -> None:
@@ -126,7 +125,8 @@ def test_stopsignal(build: Build) -> None:
 
 
 def test_healthcheck(build: Build) -> None:
-    build("FROM busybox\nHEALTHCHECK --interval=5s --timeout=3s --retries=4 CMD wget -q localhost || exit 1\n")
+    build("FROM busybox\n"
+          "HEALTHCHECK --interval=5s --timeout=3s --retries=4 CMD wget -q localhost || exit 1\n")
     assert build.inspect()["Config"]["Healthcheck"] == {
         "Test": ["CMD-SHELL", "wget -q localhost || exit 1"], "Interval": 5_000_000_000,
         "Timeout": 3_000_000_000, "Retries": 4}
@@ -172,7 +172,8 @@ def test_history_of_every_instruction(build: Build) -> None:
     build('FROM busybox\nARG V=1\nENV E=2\nRUN echo $V$E > /f\nCOPY a /a\nWORKDIR /w\nUSER nobody\n'
           'EXPOSE 80\nLABEL l=v\nCMD ["c"]\n', files={"a": "a"})
     got = [(h["created_by"], bool(h.get("empty_layer"))) for h in build.new_history()]
-    assert got == [("ARG V=1", True), ("ENV E=2", True), ("RUN |1 V=1 /bin/sh -c echo $V$E > /f # buildkit", False),
+    assert got == [("ARG V=1", True), ("ENV E=2", True),
+                   ("RUN |1 V=1 /bin/sh -c echo $V$E > /f # buildkit", False),
                    ("COPY a /a # buildkit", False), ("WORKDIR /w", False), ("USER nobody", True),
                    ("EXPOSE [80/tcp]", True), ("LABEL l=v", True), ('CMD ["c"]', True)]
     cfg = build.config()
@@ -181,7 +182,7 @@ def test_history_of_every_instruction(build: Build) -> None:
 
 
 def test_from_scratch(build: Build) -> None:
-    build("FROM scratch\nCOPY --from=busybox /bin/busybox /bin/sh\nCMD [\"/bin/sh\", \"-c\", \"echo $PATH\"]\n")
+    build('FROM scratch\nCOPY --from=busybox /bin/busybox /bin/sh\nCMD ["/bin/sh", "-c", "echo $PATH"]\n')
     assert build.pallet.out("run", "--rm", "t") == PATH[5:] + "\n"
     cfg = build.inspect()["Config"]
     assert cfg["WorkingDir"] == "/" and cfg["Env"] == [PATH]

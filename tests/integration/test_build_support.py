@@ -39,8 +39,8 @@ class Build:
             else:
                 path.write_text(content)
 
-    def __call__(self, dockerfile: str | None, *args: str, tag: str = "t", files: dict[str, str | bytes] | None
-                 = None, check: bool = True, input: bytes | None = None,
+    def __call__(self, dockerfile: str | None, *args: str, tag: str = "t",
+                 files: dict[str, str | bytes] | None = None, check: bool = True, input: bytes | None = None,
                  context: str | None = None) -> subprocess.CompletedProcess[bytes]:
         if files:
             self.files(files)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pallet.cli.filters import (
+from pallet.engine.filters import (
     FilterError,
     get_bool,
     match_bool,

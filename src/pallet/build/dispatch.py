@@ -357,8 +357,8 @@ class StageDispatcher:
         found: dict[str, Any] = {}
 
         def prepare() -> tuple[str, str]:
-            from_stage = isinstance(instr, Copy) and instr.from_
-            origin = self.source_of(instr.from_, instr.line) if from_stage else None
+            origin = self.source_of(instr.from_, instr.line) if isinstance(instr, Copy) and instr.from_ \
+                else None
             inputs = copy_inputs(session, instr, origin.fs_key if origin else None)
             found.update(origin=origin, inputs=inputs)
             if origin is None:

@@ -146,8 +146,8 @@ def builder_prune(prog: str, args: list[str]) -> int:
     ns = p.parse(args)
     import time
 
-    from pallet.cli.filters import FilterError, parse_filters, parse_timestamp
     from pallet.cli.units import human_size, parse_bytes
+    from pallet.engine.filters import FilterError, parse_filters, parse_timestamp
 
     try:
         filters = parse_filters(ns.filter, {"until", "unused-for", "id", "type"})

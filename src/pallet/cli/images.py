@@ -44,7 +44,7 @@ def images(prog: str, args: list[str]) -> int:
     p.add_argument("--format")
     p.add_argument("repository", nargs="?")
     ns = p.parse(args)
-    from pallet.cli.filters import match_label, parse_filters
+    from pallet.engine.filters import match_label, parse_filters
 
     filters = parse_filters(ns.filter, {"dangling", "reference", "label", "before", "since"})
     if ns.repository:
@@ -90,7 +90,7 @@ def _image_matches(
     from fnmatch import fnmatchcase
 
     if "dangling" in filters:
-        from pallet.cli.filters import match_bool
+        from pallet.engine.filters import match_bool
 
         want = match_bool(filters["dangling"][-1])
         if want != (r.repository == "<none>" and r.tag == "<none>"):

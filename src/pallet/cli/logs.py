@@ -64,7 +64,7 @@ def _tail(value: str) -> int | None:
 def _when(flag: str, value: str | None, now: float) -> float | None:
     if not value:
         return None
-    from pallet.cli.filters import FilterError, parse_timestamp
+    from pallet.engine.filters import FilterError, parse_timestamp
 
     try:
         return parse_timestamp(value, now)

@@ -41,8 +41,8 @@ PS_HEADERS = {
 
 
 def parse_ps_filters(values: list[str]) -> dict[str, list[str]]:
-    from pallet.cli.filters import FilterError, parse_filters
     from pallet.engine.container_list import FILTERS
+    from pallet.engine.filters import FilterError, parse_filters
 
     try:
         return parse_filters(values, FILTERS)

@@ -50,7 +50,7 @@ def ls(prog: str, args: list[str]) -> int:
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format")
     ns = p.parse(args)
-    from pallet.cli.filters import parse_filters
+    from pallet.engine.filters import parse_filters
 
     filters = parse_filters(ns.filter, {"dangling", "name", "label", "driver"})
     recs = verbs.list_volumes(Engine(), filters)
@@ -126,7 +126,7 @@ def prune(prog: str, args: list[str]) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    from pallet.cli.filters import parse_filters
+    from pallet.engine.filters import parse_filters
 
     names, freed = verbs.prune(
         Engine(), all_volumes=ns.all, filters=parse_filters(ns.filter, {"label", "all"})

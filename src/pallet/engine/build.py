@@ -171,13 +171,17 @@ def _check_platform(plan: Any) -> None:
 
 def _resolve_images(session: Any, plan: Any, progress: Progress) -> dict[str, ResolvedImage]:
     from pallet.build.executor import resolve_image
+    from pallet.build.instructions import Copy, Run
 
     wanted: dict[str, int] = {}
     for planned in plan.stages:
         if planned.base_stage is None and planned.base != "scratch":
             wanted.setdefault(planned.base, planned.stage.line)
-        for source in planned.image_sources:
-            wanted.setdefault(source, planned.stage.line)
+        for source in planned.image_sources:  # named by the line that reads it
+            readers = [i.line for i in planned.stage.instructions
+                       if (isinstance(i, Copy) and i.from_ == source)
+                       or (isinstance(i, Run) and any(m.from_ == source for m in i.mounts))]
+            wanted.setdefault(source, readers[0] if readers else planned.stage.line)
     images = {}
     for name, line in wanted.items():
         image = resolve_image(session, name, line)

@@ -59,7 +59,7 @@ def list_containers(
     filters: dict[str, list[str]] | None = None,
     size: bool = False,
 ) -> list[Listed]:
-    """Newest first. Filters are parsed already (pallet.cli.filters.parse_filters shape)."""
+    """Newest first. Filters are parsed already (pallet.engine.filters.parse_filters shape)."""
     from pallet.engine import inspect as inspection
     from pallet.engine.lifecycle import refresh
     from pallet.state import containers as records

@@ -58,6 +58,8 @@ def thaw(engine: Engine, rec: ContainerRecord) -> None:
     """Thaw the container and record it running again (also after a stop signal to a paused one)."""
     try:
         _freeze(freezer(engine, rec), False)
+    except FileNotFoundError:
+        pass  # the cgroup is gone with the container (a kill got there first): nothing is frozen
     except OSError as e:
         raise PalletError(f"Cannot unpause container {rec.id}: {e.strerror or e}") from None
     cur = records.get(engine.conn, rec.id)

@@ -34,7 +34,7 @@ def inspect(engine: Engine, name: str) -> dict[str, Any]:
 
 
 def list_volumes(engine: Engine, filters: dict[str, list[str]]) -> list[VolumeRecord]:
-    from pallet.cli.filters import match_bool, match_label
+    from pallet.engine.filters import match_bool, match_label
 
     out = []
     for rec in volumes.all_volumes(engine.conn):
@@ -67,7 +67,7 @@ def remove(engine: Engine, name: str, *, force: bool = False) -> None:
 
 def prune(engine: Engine, *, all_volumes: bool, filters: dict[str, list[str]]) -> tuple[list[str], int]:
     """Unused anonymous volumes (or every unused one with -a). Returns names and bytes freed."""
-    from pallet.cli.filters import match_label
+    from pallet.engine.filters import match_label
 
     removed: list[str] = []
     freed = 0
