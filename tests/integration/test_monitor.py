@@ -148,8 +148,8 @@ def test_tty_output_goes_to_log_and_clients(runtime_busybox: Pallet) -> None:
     assert out.endswith("bye\r\n") and "/dev/" in out  # a terminal: CRLF, and `tty` names a device
 
 
-def test_oom_kill_is_recorded(busybox: Pallet) -> None:
-    p = busybox
+def test_oom_kill_is_recorded(runtime_busybox: Pallet) -> None:
+    p = runtime_busybox
     r = p("run", "--name", "hog", "--memory", "16m", "--memory-swap", "16m", "busybox", "sh", "-c",
           "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done", check=False)  # fmt: skip
     if r.returncode == 125 and b"unknown flag: --memory" in r.stderr:

@@ -56,7 +56,7 @@ def start(prog: str, args: list[str]) -> int:
 
     if ns.attach or ns.interactive:
         if len(ns.containers) > 1:
-            raise InvalidArgument("you cannot start and attach multiple containers at once")
+            raise PalletError("you cannot start and attach multiple containers at once")
         from pallet.cli.attach import attached_start
         from pallet.engine.containers import lookup
 
@@ -262,7 +262,7 @@ def container_prune(prog: str, args: list[str]) -> int:
     ns = p.parse(args)
     import time
 
-    from pallet.cli import filters
+    from pallet.engine import filters
     from pallet.cli.units import human_size
     from pallet.engine.prune import prune_containers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pallet.cli.args import out, requires
@@ -14,22 +15,28 @@ def create(prog: str, args: list[str]) -> int:
     p = create_parser(prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
     ns = p.parse(args)
     requires([ns.image] if ns.image else [], prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
-    from pallet.engine import containers
 
     body = create_body(ns)
     _console_size(body)
-    cid = _create_with_exit_code(lambda: containers.create(Engine(), body, ns.name))
+    cid = _create(Engine(), body, ns.name)
     out(cid + "\n")
     return 0
 
 
-def _create_with_exit_code(fn: Any) -> str:
-    """Daemon-side failures of create/run exit 125, as docker's do."""
+def _create(engine: Engine, body: dict[str, Any], name: str | None) -> str:
+    """Create, printing dockerd's warnings as docker's CLI does; failures exit 125 as docker's."""
+    from pallet.engine import containers
+
+    warnings: list[str] = []
     try:
-        return str(fn())
+        cid = containers.create(engine, body, name, warnings)
     except PalletError as e:
         e.exit_code = 125
         raise
+    finally:
+        for w in warnings:
+            sys.stderr.write(f"WARNING: {w}\n")
+    return cid
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -47,7 +54,7 @@ def run(prog: str, args: list[str]) -> int:
 
         detach_keys.parse(getattr(ns, "detach_keys", None))
         attach.check_tty(ns.interactive, ns.tty)
-    from pallet.engine import containers, lifecycle
+    from pallet.engine import lifecycle
 
     engine = Engine()
     body = create_body(ns)
@@ -55,7 +62,7 @@ def run(prog: str, args: list[str]) -> int:
     if ns.detach:
         body["AttachStdin"] = body["AttachStdout"] = body["AttachStderr"] = False
         body["StdinOnce"] = False
-    cid = _create_with_exit_code(lambda: containers.create(engine, body, ns.name))
+    cid = _create(engine, body, ns.name)
     if ns.detach:
         _start_or_125(lambda: lifecycle.start(engine, cid))
         out(cid + "\n")

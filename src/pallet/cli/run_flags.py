@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from pallet.cli import run_opts as o
 from pallet.cli.args import Parser
-from pallet.errors import InvalidArgument, PalletError
+from pallet.errors import InvalidArgument
 
 _LISTS = (
     "--env-file", "--group-add", "--label-file", "--tmpfs", "--ulimit", "--add-host", "--log-opt",
@@ -175,18 +174,4 @@ def create_body(ns: argparse.Namespace) -> dict[str, Any]:
     health = _healthcheck(ns)
     if health is not None:
         body["Healthcheck"] = health
-    _print_warnings(body)
     return body
-
-
-def _print_warnings(body: dict[str, Any]) -> None:
-    """dockerd's create warnings (ulimits clamped to this host, and the like), printed as docker's CLI
-    prints ContainerCreate's Warnings. Errors are left for the engine's create to report."""
-    from pallet.engine import hostconfig
-
-    try:
-        _, warnings = hostconfig.complete(body["HostConfig"], body, lambda ref: None)
-    except PalletError:
-        return
-    for w in warnings:
-        sys.stderr.write(f"WARNING: {w}\n")

@@ -275,7 +275,17 @@ def restart(engine: Engine, ref: str, *, sig: str | None = None, timeout: int | 
 
 def wait_exit(engine: Engine, cid: str, poll: float = 0.05) -> dict[str, Any]:
     """Block until the container's next exit (docker's wait): it stops for good, or exits and
-    restarts under its policy. Returns State at that point (the last known if it was removed)."""
+    restarts under its policy. Returns State at that point (the last known if it was removed).
+
+    A running container's monitor tells its exit (EXIT frame) to an attached client that asks for
+    no output: exact even for a --rm container whose record is gone right after. Without a
+    monitor to ask, the record is polled."""
+    rec = records.get(engine.conn, cid)
+    if rec is not None and refresh(engine, rec).state.get("Running"):
+        told = _exit_from_monitor(engine, cid)
+        if told is not None:
+            cur = records.get(engine.conn, cid)
+            return {**(cur.state if cur else rec.state), **told}
     last: dict[str, Any] = {"ExitCode": 0}
     first_finish: str | None = None
     while True:
@@ -291,6 +301,26 @@ def wait_exit(engine: Engine, cid: str, poll: float = 0.05) -> dict[str, Any]:
         if last.get("Restarting") and str(last.get("FinishedAt")) != first_finish:
             return last
         time.sleep(poll)
+
+
+def _exit_from_monitor(engine: Engine, cid: str) -> dict[str, Any] | None:
+    """The EXIT frame's payload of the container's next exit; None if its monitor can't be asked."""
+    from pallet.runtime import stream, unixsock
+
+    try:
+        sock = unixsock.connect(str(engine.paths.container_run(cid)), "attach.sock")
+    except OSError:
+        return None
+    with sock:
+        try:
+            sock.sendall(stream.pack_json(stream.OPEN, {"Stdin": False, "Stdout": False, "Stderr": False}))
+            while (frame := stream.recv_frame(sock)) is not None:
+                if frame[0] == stream.EXIT:
+                    told: dict[str, Any] = json.loads(frame[1])
+                    return told
+        except (OSError, ValueError):
+            pass
+    return None
 
 
 # ---- attach ----------------------------------------------------------------------------------

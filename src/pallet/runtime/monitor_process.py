@@ -235,8 +235,8 @@ class Monitor:
                 self.cur.start_child = 0
             elif self.health and self.health.owns(pid):
                 self.health.reaped(pid)
-            elif len(self.reaped) < 64:
-                self.reaped[pid] = status  # the container's init before the report came, or an escapee
+            elif not self.cur.pid:
+                self.reaped[pid] = status  # maybe the container's init, before its report came
 
     def _container_exited(self, status: int) -> None:
         self.cur.status = status

@@ -9,6 +9,18 @@ bytes. The kinds 1 (stdout) and 2 (stderr) are docker's; the others are ours:
                      EXIT (JSON {"ExitCode": n, "OOMKilled": bool, ...}) when the container ends.
 
 A client that just goes away is detached; the container goes on.
+
+How the monitor (runtime/monitor_process.py) serves it, at `<run_dir>/attach.sock` (any number of
+clients at once) or over the socket handed to it at start:
+  - Until its OPEN arrives a client gets both output streams and gives no input; OPEN's "Stdin"
+    false makes its STDIN frames ignored, "Stdout"/"Stderr" false stop those frames (a client with
+    neither gets just EXIT: that is how `wait` learns an exit code), "Height"/"Width" (TTY) set the
+    initial window size as a RESIZE would.
+  - STDIN_EOF, or a client with stdin going away, closes the container's stdin only when
+    Config.StdinOnce is set (docker run -i) and it has no TTY.
+  - EXIT comes at every exit of the container, restarts by a restart policy included (docker ends
+    attach streams at each exit), always after the exit is recorded in the state database; then
+    the connection closes.
 """
 
 from __future__ import annotations
