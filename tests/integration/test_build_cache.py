@@ -12,8 +12,10 @@ from test_build_support import Build
 build = support.build  # fixture
 pytestmark = support.pytestmark
 
-DF = ("FROM busybox\nRUN echo one > /one\nCOPY a /a\nRUN cat /a > /a-copy; date +%s%N > /stamp\n"
-      "COPY b /b\nENV E=1\nCMD [\"sh\"]\n")
+# $R gives a new value at every run (busybox's date has no nanoseconds).
+DF = ("FROM busybox\nENV R=/proc/sys/kernel/random/uuid\nRUN echo one > /one\nCOPY a /a\n"
+      "RUN cat /a > /a-copy; cat $R > /stamp\nCOPY b /b\nENV E=1\nCMD [\"sh\"]\n")
+RUN_STAMP = "[4/5] RUN cat /a > /a-copy; cat /proc/sys/kernel/random/uuid > /stamp"  # $R expanded
 
 
 def steps(log: str) -> dict[str, str]:
@@ -52,7 +54,7 @@ def test_content_change_rebuilds_from_first_user(build: Build) -> None:
     build.files({"a": "a2"})
     got = steps(build.log(DF))
     assert got == {"[2/5] RUN echo one > /one": "CACHED", "[3/5] COPY a /a": "DONE",
-                   "[4/5] RUN cat /a > /a-copy; date +%s%N > /stamp": "DONE", "[5/5] COPY b /b": "DONE"}
+                   RUN_STAMP: "DONE", "[5/5] COPY b /b": "DONE"}
     assert build.sh("cat /a-copy") == "a2"
 
 
@@ -70,11 +72,11 @@ def test_mode_change_invalidates(build: Build) -> None:
 
 
 def test_metadata_change_keeps_run_cache(build: Build) -> None:
-    build("FROM busybox\nLABEL v=1\nRUN date +%s%N > /t\n")
+    build("FROM busybox\nLABEL v=1\nRUN cat /proc/sys/kernel/random/uuid > /t\n")
     stamp = build.sh("cat /t")
-    build("FROM busybox\nLABEL v=2\nRUN date +%s%N > /t\n")
+    build("FROM busybox\nLABEL v=2\nRUN cat /proc/sys/kernel/random/uuid > /t\n")
     assert build.sh("cat /t") == stamp  # LABEL makes no layer: the RUN after it is the same step
-    build("FROM busybox\nENV v=2\nRUN date +%s%N > /t\n")
+    build("FROM busybox\nENV v=2\nRUN cat /proc/sys/kernel/random/uuid > /t\n")
     assert build.sh("cat /t") != stamp  # ENV changes what the RUN sees
 
 
@@ -125,9 +127,22 @@ def test_system_df_usage_function(build: Build) -> None:
 
 
 def test_cache_from_local_image(build: Build) -> None:
-    build("FROM busybox\nRUN date +%s%N > /t\nCOPY a /a\n", files={"a": "a"}, tag="old")
+    df = "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /t\nCOPY a /a\n"
+    build(df, files={"a": "a"}, tag="old")
     stamp = build.sh("cat /t", "old")
     build.pallet("builder", "prune", "-af")  # the image stays; its layers can stand in for the steps
-    log = build.log("FROM busybox\nRUN date +%s%N > /t\nCOPY a /a\n", "--cache-from", "old")
-    assert steps(log) == {"[2/3] RUN date +%s%N > /t": "CACHED", "[3/3] COPY a /a": "DONE"}
+    log = build.log(df, "--cache-from", "old")
+    assert steps(log) == {"[2/3] RUN cat /proc/sys/kernel/random/uuid > /t": "CACHED",
+                          "[3/3] COPY a /a": "DONE"}
     assert build.sh("cat /t") == stamp
+
+
+def test_prune_keep_storage_drops_oldest_first(build: Build) -> None:
+    build("FROM busybox\nRUN head -c 300000 /dev/zero > /old\n", tag="a")
+    time.sleep(0.05)
+    build("FROM busybox\nRUN head -c 200000 /dev/zero > /new\n", tag="b")
+    build.pallet("rmi", "a", "b")
+    out = build.pallet.out("builder", "prune", "-af", "--keep-storage", "250k")
+    assert out.count("\n") == 4 and "Total reclaimed space: 300kB" in out  # one record, the older one
+    assert steps(build.log("FROM busybox\nRUN head -c 200000 /dev/zero > /new\n")) == {
+        "[2/2] RUN head -c 200000 /dev/zero > /new": "CACHED"}

@@ -10,6 +10,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import test_build_support as support
@@ -102,7 +103,7 @@ def test_run_heredocs(build: Build) -> None:
     assert build.sh("cat /one /script /file") == "one\ntwo\n/dev/pipes/EOF\ncontent\n"
 
 
-def _tar_bytes(mode: str) -> bytes:
+def _tar_bytes(mode: Literal["w", "w:gz", "w:bz2"]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode) as tf:
         for name, data in (("top/a", b"alpha"), ("top/b", b"beta")):
@@ -175,3 +176,10 @@ def test_dockerignore_with_exceptions(build: Build) -> None:
 def test_dockerignore_excluded_source_is_missing(build: Build) -> None:
     res = build("FROM busybox\nCOPY a.log /\n", files={".dockerignore": "*.log\n", "a.log": "x"}, check=False)
     assert res.returncode == 1 and b'"/a.log": not found' in res.stderr
+
+
+def test_copy_parents(build: Build) -> None:
+    build("FROM busybox\nCOPY --parents a/b/f.txt c/*.txt /keep/\nCOPY --parents ./x/./y/z /pivot/\n",
+          files={"a/b/f.txt": "f", "c/g.txt": "g", "x/y/z": "z"})
+    assert build.sh("find /keep /pivot -type f | sort").split() == [
+        "/keep/a/b/f.txt", "/keep/c/g.txt", "/pivot/y/z"]

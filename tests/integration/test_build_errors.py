@@ -45,6 +45,8 @@ def failure(build: Build, dockerfile: str, *args: str, files: dict[str, str | by
     ("FROM busybox\nCOPY --chmod=999 f /f\n", 2, "invalid chmod parameter"),
     ("FROM busybox\nSTOPSIGNAL NOPE\n", 2, "Invalid signal: NOPE"),
     ("FROM busybox\nUSER ghost\nRUN true\n", 3, "unable to find user ghost"),
+    ("FROM busybox\nADD https://127.0.0.1:9/repo.git /src\n", 2, "git repository is not supported"),
+    ("FROM busybox\nRUN --security=insecure true\n", 2, "security.insecure is not allowed"),
 ])
 def test_bad_input_names_the_line(build: Build, dockerfile: str, line: int, message: str) -> None:
     (build.ctx.parent / "outside").write_text("out of context")

@@ -187,3 +187,16 @@ def test_from_scratch(build: Build) -> None:
     cfg = build.inspect()["Config"]
     assert cfg["WorkingDir"] == "/" and cfg["Env"] == [PATH]
     assert len(build.config()["rootfs"]["diff_ids"]) == 1
+
+
+def test_run_deletions_become_whiteouts(build: Build) -> None:
+    build("FROM busybox\nRUN mkdir -p /home/a && touch /home/a/old\n"
+          "RUN rm /etc/group && rm -rf /home && mkdir -p /home/b && touch /home/b/new\n")
+    check = "test -e /etc/group || echo gone; find /home | sort"
+    assert build.sh(check) == "gone\n/home\n/home/b\n/home/b/new\n"
+    archive = build.ctx.parent / "t.tar"
+    build.pallet("save", "-o", str(archive), "t")
+    build.pallet("rmi", "t")
+    build.pallet("builder", "prune", "-af")
+    build.pallet("load", "-i", str(archive))
+    assert build.sh(check) == "gone\n/home\n/home/b\n/home/b/new\n"  # the same after an export

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -156,3 +157,11 @@ def test_platform_flag(build: Build) -> None:
     other = "linux/s390x" if arch != "s390x" else "linux/amd64"
     res = build("FROM busybox\n", "--platform", other, check=False)
     assert res.returncode == 1 and b"not supported" in res.stderr
+
+
+def test_progress_modes(build: Build) -> None:
+    tty = build.log("FROM busybox\nRUN echo shown\n", "--progress=tty")
+    assert "[+] FINISHED" in tty and " => [2/2] RUN echo shown" in tty and "#" not in tty
+    plain = build.log("FROM busybox\nRUN echo shown\n", "--no-cache")
+    assert "#5 [2/2] RUN echo shown\n#5 0." in plain and re.search(r"^#5 DONE \d+\.\ds$", plain, re.M)
+    assert build.log("FROM busybox\n", "-q") == ""

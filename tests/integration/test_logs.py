@@ -78,6 +78,28 @@ def test_writer_single_file_and_compression(tmp_path: Path) -> None:
     assert first["attrs"] == {"tag": "t"} and list(first) == ["log", "stream", "attrs", "time"]
 
 
+def test_reader_tail_across_rotated_and_gzipped_files(tmp_path: Path) -> None:
+    from pallet.engine import logs as reader
+
+    log = tmp_path / "c-json.log"
+    w = jsonlog.JsonLogWriter(str(log), jsonlog.LogOptions(300, 4, True, {}))
+    for i in range(40):
+        w.write("stdout", f"n{i}\n".encode())
+    w.close()
+    with open(log, "ab") as f:
+        f.write(b'{"log":"torn')  # an entry still being written is not a line yet
+    files = reader._snapshot(str(log))
+    assert len(files) == 4 and not files[0].seekable  # .3.gz, .2.gz, .1.gz, current
+    every = [reader.parse_line(line) for f in files for line in f.read_lines()]
+    texts = [e.data.decode() for e in every if e is not None]
+    assert texts == [f"n{i}\n" for i in range(40 - len(texts), 40)]
+    for n in (0, 1, 3, len(texts), 100):
+        files = reader._snapshot(str(log))
+        got = [reader.parse_line(line) for line in reader._last_lines(files, n)]
+        assert [e.data.decode() for e in got if e] == (texts[-n:] if n else [])
+        assert files[-1].partial == b'{"log":"torn'
+
+
 def test_log_options() -> None:
     opts = jsonlog.options({"Type": "json-file", "Config": {}})
     assert opts is not None and (opts.max_size, opts.max_file) == (20_000_000, 5)  # pallet's default bound

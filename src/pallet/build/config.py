@@ -281,9 +281,6 @@ def run_created_by(args: list[str], build_args: list[tuple[str, str]]) -> str:
     return "RUN " + " ".join([*prefix, *args]) + " # buildkit"
 
 
-_UNITS = (("h", 3600 * 10**9), ("m", 60 * 10**9))
-
-
 def go_duration(ns: int) -> str:
     """time.Duration.String(): 0s, 1.5s, 300ms, 1m30s, 2h0m0s."""
     if ns == 0:

@@ -38,6 +38,7 @@ class BuildContext:
     dockerfile_name: str  # as the progress names it ("Dockerfile", "-", a path)
     ignore: DockerIgnore = field(default_factory=DockerIgnore)
     _temp: Path | None = None
+    ignore_size: int = 0  # bytes of the .dockerignore read (for the progress line)
 
     def close(self) -> None:
         if self._temp is not None:
@@ -99,14 +100,22 @@ def _dockerfile_path(given: str, context: Path | None) -> Path:
     raise ContextError(f"failed to read dockerfile: open {shown}: no such file or directory")
 
 
-def _ignore_for(dockerfile: Path | None, context: Path | None) -> DockerIgnore:
+def _ignore_file(dockerfile: Path | None, context: Path | None) -> Path | None:
     if dockerfile is not None:
         beside = dockerfile.with_name(dockerfile.name + ".dockerignore")
         if beside.is_file():
-            return DockerIgnore.from_file(beside)
-    if context is not None:
-        return DockerIgnore.from_file(context / ".dockerignore")
-    return DockerIgnore()
+            return beside
+    if context is not None and (context / ".dockerignore").is_file():
+        return context / ".dockerignore"
+    return None
+
+
+def _context(directory: Path, text: bytes, name: str, dockerfile: Path | None,
+             temp: Path | None = None) -> BuildContext:
+    ignore_file = _ignore_file(dockerfile, directory)
+    ignore = DockerIgnore.from_file(ignore_file) if ignore_file is not None else DockerIgnore()
+    size = ignore_file.stat().st_size if ignore_file is not None else 0
+    return BuildContext(directory, _decode(text), name, ignore, temp, size)
 
 
 def _decode(data: bytes) -> str:
@@ -130,20 +139,19 @@ def open_context(path: str, dockerfile: str | None, stdin: BinaryIO, tmp_dir: Pa
             df_path = (temp / name.lstrip("/")).resolve()
             if not df_path.is_relative_to(temp.resolve()) or not df_path.is_file():
                 raise ContextError(f"failed to read dockerfile: open {name}: no such file or directory")
-            return BuildContext(temp, _decode(df_path.read_bytes()), dockerfile or "Dockerfile",
-                                _ignore_for(df_path, temp), temp)
+            return _context(temp, df_path.read_bytes(), name, df_path, temp)
         context = Path(path).absolute()
         if not context.is_dir():
             if context.exists():
                 raise ContextError(f"unable to prepare context: path {path!r} is not a directory")
             raise ContextError(f"unable to prepare context: path {path!r} not found")
         if dockerfile == "-":
-            return BuildContext(context, _decode(_read_all(stdin)), "-", _ignore_for(None, context))
+            return _context(context, _read_all(stdin), "-", None)
         df_path = _dockerfile_path(dockerfile, context) if dockerfile else context / "Dockerfile"
         if not df_path.is_file():
             raise ContextError(f"failed to read dockerfile: open {df_path}: no such file or directory")
         name = dockerfile or "Dockerfile"
-        return BuildContext(context, _decode(df_path.read_bytes()), name, _ignore_for(df_path, context))
+        return _context(context, df_path.read_bytes(), name, df_path)
     except BaseException:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)

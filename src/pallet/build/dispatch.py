@@ -45,7 +45,7 @@ from pallet.build.progress import Vertex
 from pallet.build.rootfs import StepRootfs
 from pallet.build.run_mounts import MountSource
 from pallet.build.scope import StageScope
-from pallet.build.session import BuildSession, StepFailed
+from pallet.build.session import BuildSession, Cancelled, StepFailed
 from pallet.build.shell import ShellLexer
 
 if TYPE_CHECKING:
@@ -112,11 +112,6 @@ class StageDispatcher:
 
     # ---- the stage ----------------------------------------------------------------------------
 
-    def run(self, instructions: list[Instruction]) -> ImageState:
-        triggers = self._triggers()
-        self.count([*triggers, *instructions], counts_from=False)
-        return self.dispatch_all(triggers, instructions)
-
     def dispatch_all(self, triggers: list[Instruction], instructions: list[Instruction]) -> ImageState:
         self.on_build = True
         for instr in triggers:
@@ -127,7 +122,8 @@ class StageDispatcher:
             self.dispatch(instr)
         return self.state
 
-    def _triggers(self) -> list[Instruction]:
+    def triggers(self) -> list[Instruction]:
+        """The base image's ONBUILD triggers, parsed (errors point at the FROM line); taken once."""
         out = []
         for expression in self.state.onbuild_triggers:
             out.append(parse_trigger(expression, path=self.path, line=self.planned.stage.line))
@@ -236,6 +232,9 @@ class StageDispatcher:
         except StepFailed as e:
             vertex.error(str(e))
             raise StepFailed(str(e), line=e.line or instr.line, end_line=instr.end_line) from None
+        except Cancelled:
+            vertex.canceled()
+            raise
         except BaseException as e:
             vertex.error(str(e) or type(e).__name__)
             raise
@@ -298,9 +297,6 @@ class StageDispatcher:
     # RUN ---------------------------------------------------------------------------------------
 
     def _run(self, instr: Run) -> None:
-        from pallet.build.run_mounts import mount_key_inputs
-        from pallet.build.steps_run import RunRequest, execute_run
-
         if instr.security == "insecure":
             raise self.fail("granting entitlement security.insecure is not allowed by build daemon "
                             "configuration", instr)
@@ -309,22 +305,35 @@ class StageDispatcher:
         network = instr.network if instr.network != "default" else self.session.network
         network = "host" if network == "host" else "none"
         state = self.state
-        req = RunRequest(args=args, env=env, user=state.user, workdir=state.workdir, network=network,
-                         mounts=instr.mounts, inline_file=inline, line=instr.line)
         build_args = [(d.key, self.scope.variables().get(d.key, d.value or "")) for d in self.scope.declared]
 
         def source_of(name: str) -> MountSource:
             return self.source_of(name, instr.line)
 
+        for mount in instr.mounts:
+            if mount.from_:
+                source_of(mount.from_)  # wait for the stage before the step shows as started
+
         def prepare() -> tuple[str, str]:
-            self.session.context_reads.extend([m.source or "."] for m in instr.mounts
-                                              if m.type == "bind" and not m.from_)
-            mounts_key = mount_key_inputs(self.session, instr.mounts, state.workdir, source_of)
+            mounts_key: list[Any] = []
+            if instr.mounts:
+                from pallet.build.run_mounts import mount_key_inputs
+
+                self.session.context_reads.extend([m.source or "."] for m in instr.mounts
+                                                  if m.type == "bind" and not m.from_)
+                mounts_key = mount_key_inputs(self.session, instr.mounts, state.workdir, source_of)
             key = step_key("run", state.fs_key, args, env, state.user, state.workdir, network, mounts_key,
                            inline)
             return key, run_created_by(args, build_args)
 
-        self._step(instr, prepare, lambda fs, vertex: execute_run(self.session, fs, req, vertex, source_of))
+        def work(fs: StepRootfs, vertex: Vertex) -> None:
+            from pallet.build.steps_run import RunRequest, execute_run  # only when a RUN really runs
+
+            req = RunRequest(args=args, env=env, user=state.user, workdir=state.workdir, network=network,
+                             mounts=instr.mounts, inline_file=inline, line=instr.line)
+            execute_run(self.session, fs, req, vertex, source_of)
+
+        self._step(instr, prepare, work)
 
     def _run_args(self, instr: Run) -> tuple[list[str], tuple[str, str] | None]:
         args = list(instr.command)
@@ -356,11 +365,12 @@ class StageDispatcher:
         workdir = self.state.workdir
         found: dict[str, Any] = {}
 
+        # Wait for the stage it reads before the step shows as started, as BuildKit does.
+        origin = self.source_of(instr.from_, instr.line) if isinstance(instr, Copy) and instr.from_ else None
+
         def prepare() -> tuple[str, str]:
-            origin = self.source_of(instr.from_, instr.line) if isinstance(instr, Copy) and instr.from_ \
-                else None
             inputs = copy_inputs(session, instr, origin.fs_key if origin else None)
-            found.update(origin=origin, inputs=inputs)
+            found["inputs"] = inputs
             if origin is None:
                 session.context_reads.append([s for s in instr.sources if not is_url(s)])
             if inputs.downloads:
@@ -373,7 +383,6 @@ class StageDispatcher:
             return key, f"{instr.keyword} {flags}{' '.join(shown)} {instr.dest} # buildkit"
 
         def work(fs: StepRootfs, vertex: Vertex) -> None:
-            origin: MountSource | None = found["origin"]
             inputs: CopyInputs = found["inputs"]
             if origin is None:
                 execute_copy(session, fs.merged, instr, workdir, inputs, None)

@@ -153,7 +153,7 @@ class Executor:
         dispatcher = StageDispatcher(self.session, planned, state, scope, stage_name=name,
                                      source_of=self.source_of, path=self.plan.dockerfile.path,
                                      cache_from=self.cache_from)
-        triggers = dispatcher._triggers()
+        triggers = dispatcher.triggers()
         dispatcher.count([*triggers, *stage.instructions], counts_from=image is not None)
         if image is not None:
             vertex = self.session.progress.vertex(dispatcher.prefix(f"FROM {image.name}"))

@@ -36,7 +36,7 @@ class Vertex:
         self.name = name
         self.started = time.monotonic()
         self.finished: float | None = None
-        self.state = "running"  # running | done | cached | error
+        self.state = "running"  # running | done | cached | canceled | error
         self.step = False  # a filesystem step (what a fully cached rebuild shows as CACHED)
         self.tail: deque[str] = deque(maxlen=_ERROR_TAIL)
         self._partial = b""
@@ -76,6 +76,11 @@ class Vertex:
         self.flush()
         self.state, self.finished = "done", time.monotonic()
         self.progress._end(self, f"DONE {self.elapsed:.1f}s")
+
+    def canceled(self) -> None:
+        self.flush()
+        self.state, self.finished = "canceled", time.monotonic()
+        self.progress._end(self, "CANCELED")
 
     def error(self, message: str) -> None:
         self.flush()
@@ -213,7 +218,7 @@ class TtyProgress(Progress):
             state = "FINISHED" if final else "Building"
             lines = [f"[+] {state} {time.monotonic() - self.started:.1f}s ({done}/{len(self.vertices)})"]
             for v in self.vertices:
-                prefix = {"cached": "CACHED ", "error": "ERROR "}.get(v.state, "")
+                prefix = {"cached": "CACHED ", "error": "ERROR ", "canceled": "CANCELED "}.get(v.state, "")
                 clock = f"{v.elapsed:.1f}s"
                 label = f" => {prefix}{v.name}"
                 room = max(width - len(clock) - 2, 10)

@@ -58,8 +58,14 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
+def is_git(source: str) -> bool:
+    return source.startswith(("git@", "git://")) or (is_url(source) and source.split("#")[0].endswith(".git"))
+
+
 def copy_inputs(session: BuildSession, instr: Copy | Add, from_key: str | None) -> CopyInputs:
     """Hash what the step reads (context files, URL contents) into its key inputs."""
+    if any(is_git(s) for s in instr.sources):
+        raise StepFailed("ADD of a git repository is not supported by pallet", line=instr.line)
     urls = [s for s in instr.sources if is_url(s)]
     local = [s for s in instr.sources if not is_url(s)]
     if urls and isinstance(instr, Copy):
@@ -326,13 +332,22 @@ def execute_copy(session: BuildSession, merged: Path, instr: Copy | Add, workdir
         raise StepFailed(str(e), line=instr.line) from None
     dest, dest_is_dir = _dest_path(merged, workdir, instr.dest)
     items = _sources(session, instr, from_root, inputs)
-    if len(items) > 1 or (len(items) == 1 and items[0].entries is not None):
+    parents = isinstance(instr, Copy) and instr.parents
+    if len(items) > 1 or (len(items) == 1 and items[0].entries is not None) or parents:
         dest_is_dir = True
     if not dest_is_dir and os.path.isdir(_host(merged, dest)):
         dest_is_dir = True
     unpack = isinstance(instr, Add) and instr.unpack is not False
     downloaded = {str(p) for p in inputs.downloads.values()}
     for item in items:
+        if parents and item.keep:
+            writer.mkdirs(posixpath.join(dest, posixpath.dirname(item.keep)))
+            if item.entries is not None:
+                writer.mkdirs(posixpath.join(dest, item.keep))
+                writer.tree(item.entries, _host(merged, posixpath.join(dest, item.keep)))
+                continue
+            writer.entry(item.path, _host(merged, posixpath.join(dest, item.keep)), os.stat(item.path))
+            continue
         if item.entries is not None:
             writer.mkdirs(dest)
             writer.tree(item.entries, _host(merged, dest))
@@ -351,6 +366,7 @@ class _Source:
     path: str  # host path of the file or directory
     name: str  # its base name (for a destination directory)
     entries: Iterator[tuple[str, str, os.stat_result]] | None = None  # a directory's contents
+    keep: str = ""  # COPY --parents: the path kept under the destination
 
 
 def _sources(session: BuildSession, instr: Copy | Add, from_root: Path | None,
@@ -382,13 +398,15 @@ def _sources(session: BuildSession, instr: Copy | Add, from_root: Path | None,
                 raise StepFailed(f'failed to compute cache key: failed to calculate checksum: "/{rel}": '
                                  "not found", line=instr.line)
             name = posixpath.basename(rel) or "/"
+            keep = _kept_path(source, rel)
             if not os.path.isdir(path):
-                out.append(_Source(path, name))
+                out.append(_Source(path, name, keep=keep))
             elif from_root is not None:
-                out.append(_Source(path, name, _walk_plain(path)))
+                out.append(_Source(path, name, _walk_plain(path), keep=keep))
             else:
                 real_rel = os.path.relpath(path, os.path.realpath(root))
-                out.append(_Source(path, name, _walk_context(session, "" if real_rel == "." else real_rel)))
+                walk = _walk_context(session, "" if real_rel == "." else real_rel)
+                out.append(_Source(path, name, walk, keep=keep))
     if instr.contents:
         if inputs.temp is None:
             inputs.temp = Path(tempfile.mkdtemp(prefix="build-heredoc-", dir=session.store.paths.tmp))
@@ -400,6 +418,17 @@ def _sources(session: BuildSession, instr: Copy | Add, from_root: Path | None,
             os.chmod(doc_file, 0o644)
             out.append(_Source(str(doc_file), doc_file.name))
     return out
+
+
+def _kept_path(source: str, rel: str) -> str:
+    """COPY --parents: what of `rel` stays under the destination (below a `/./` pivot, if any)."""
+    from pallet.build.gocompat import clean_path
+
+    head, pivot, _ = source.partition("/./")
+    if not pivot:
+        return rel
+    prefix = clean_path("/" + head).strip("/")
+    return rel[len(prefix) + 1:] if prefix and rel.startswith(prefix + "/") else rel
 
 
 def _resolve_in_root(root: str, pattern: str) -> list[str]:

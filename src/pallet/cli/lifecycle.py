@@ -262,8 +262,8 @@ def container_prune(prog: str, args: list[str]) -> int:
     ns = p.parse(args)
     import time
 
-    from pallet.engine import filters
     from pallet.cli.units import human_size
+    from pallet.engine import filters
     from pallet.engine.prune import prune_containers
 
     try:

@@ -27,11 +27,15 @@ if TYPE_CHECKING:
     from pallet.engine.core import Engine
     from pallet.state.paths import StatePaths
 
-__all__ = ["BuildFailed", "BuildOptions", "build"]
+__all__ = ["BuildFailed", "BuildInputError", "BuildOptions", "build", "replay"]
 
 
 class BuildFailed(PalletError):
     """The build failed; the progress output already showed where. `message` is the one-line cause."""
+
+
+class BuildInputError(PalletError):
+    """The build could not start: a bad tag, a missing context or Dockerfile."""
 
 
 @dataclass
@@ -63,9 +67,9 @@ def _normalized_tags(tags: list[str]) -> list[str]:
         try:
             ref = refs.parse_normalized(tag)
         except refs.ReferenceError as e:
-            raise BuildFailed(f'invalid tag "{tag}": {e}') from None
+            raise BuildInputError(f'invalid tag "{tag}": {e}') from None
         if ref.digest:
-            raise BuildFailed(f'invalid tag "{tag}": a tag cannot contain a digest')
+            raise BuildInputError(f'invalid tag "{tag}": a tag cannot contain a digest')
         out.append(str(ref))
     return out
 
@@ -90,16 +94,13 @@ def replay(paths: StatePaths, options: BuildOptions, tags: list[str] | None = No
 
 
 def _full_build(engine: Engine, options: BuildOptions, tags: list[str]) -> str:
-    from pallet.build.context_source import ContextError, open_context
+    from pallet.build.context_source import open_context
     from pallet.build.progress import make_progress
 
     progress = make_progress(options.progress, quiet=options.quiet, out=options.stderr)
     engine.paths.ensure()
-    try:
-        context = open_context(options.context, options.dockerfile, options.stdin or sys.stdin.buffer,
-                               engine.paths.tmp)
-    except ContextError as e:
-        raise BuildFailed(str(e)) from None
+    context = open_context(options.context, options.dockerfile, options.stdin or sys.stdin.buffer,
+                           engine.paths.tmp)  # ContextError (a PalletError) when there is none
     try:
         progress.start()
         return _run(engine, options, tags, context, progress)
@@ -133,12 +134,15 @@ def _run(engine: Engine, options: BuildOptions, tags: list[str], context: Any, p
                                network=options.network, no_cache=options.no_cache)
         images = _resolve_images(session, plan, progress)
         v = progress.vertex("[internal] load .dockerignore")
-        v.log(f"transferring context: {len(context.ignore.patterns)} patterns done")
+        v.log(f"transferring context: {context.ignore_size}B done")
         v.done()
         cache_from = _cache_from_images(session, options.cache_from)
-        state = Executor(session, plan, images, cache_from).run()
-        session.cache.flush_used()
-        image_id = _export(engine, state, tags, options, progress)
+        # A writer of the store for the whole build: garbage collection waits until the image is
+        # registered, so no layer under a step's overlay or named by a new record is swept meanwhile.
+        with engine.images.writing():
+            state = Executor(session, plan, images, cache_from).run()
+            session.cache.flush_used()
+            image_id = _export(engine, state, tags, options, progress)
         from pallet.engine import build_memo
 
         build_memo.remember(engine, options, plan, context, images, image_id, progress, session.context_reads,

@@ -60,9 +60,10 @@ def parse_line(line: bytes) -> Entry | None:
 class LogFile:
     """One open log file: the current one or a rotated one (maybe gzipped)."""
 
-    def __init__(self, f: Any, ino: int) -> None:
+    def __init__(self, f: Any, ino: int, seekable: bool = True) -> None:
         self.f = f
         self.ino = ino
+        self.seekable = seekable  # a gzipped file is read from its start only
         self.partial = b""
 
     @classmethod
@@ -72,7 +73,7 @@ class LogFile:
                 import gzip
 
                 raw = open(path, "rb")  # noqa: SIM115 - kept open by the LogFile
-                return cls(gzip.GzipFile(fileobj=raw), os.fstat(raw.fileno()).st_ino)
+                return cls(gzip.GzipFile(fileobj=raw), os.fstat(raw.fileno()).st_ino, seekable=False)
             f = open(path, "rb")  # noqa: SIM115
             return cls(f, os.fstat(f.fileno()).st_ino)
         except FileNotFoundError:
@@ -84,6 +85,25 @@ class LogFile:
         lines = data.split(b"\n")
         self.partial = lines.pop()
         return [line for line in lines if line]
+
+    def last_lines(self, k: int) -> list[bytes]:
+        """The last k complete lines, read backwards from the end (a log can be large); leaves the
+        file at its end, ready to follow."""
+        if not self.seekable:
+            return self.read_lines()[-k:] if k > 0 else []
+        end = self.f.seek(0, os.SEEK_END)
+        pos, buf = end, b""
+        while pos > 0 and buf.count(b"\n") <= k:
+            step = min(1 << 16, pos)
+            pos -= step
+            self.f.seek(pos)
+            buf = self.f.read(step) + buf
+        self.f.seek(end)
+        lines = buf.split(b"\n")
+        self.partial = lines.pop()  # an entry still being written: completed by a follow
+        if pos > 0:
+            lines = lines[1:]  # cut by the block boundary
+        return [line for line in lines if line][-k:] if k > 0 else []
 
     def close(self) -> None:
         self.f.close()
@@ -174,14 +194,15 @@ def _same_file(lf: LogFile, path: str) -> bool:
 
 
 def _last_lines(files: list[LogFile], n: int) -> list[bytes]:
-    """The last n lines over all files (read whole: every file is bounded by max-size)."""
-    if n <= 0:
-        for f in files:
-            f.read_lines()  # position the current file at its end for a follow
+    """The last n lines over all files (oldest first), reading the newest files backwards."""
+    newest_first = files[::-1]
+    if not newest_first:
         return []
-    kept: list[bytes] = []
-    for f in files:
-        kept = (kept + f.read_lines())[-n:]
+    kept = newest_first[0].last_lines(n)  # also leaves the current file at its end, for a follow
+    for f in newest_first[1:]:
+        if len(kept) >= n:
+            break
+        kept = f.last_lines(n - len(kept)) + kept
     return kept
 
 

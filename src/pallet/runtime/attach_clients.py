@@ -3,7 +3,9 @@ clients (any number), and the frames between them and the container (runtime/str
 
 Output is queued per client and written when the socket can take it, so a slow client never
 stalls the monitor's loop; the monitor stops reading the container's output while any queue is
-over BACKLOG_MAX, which passes the back-pressure on to the container as a pipe would.
+over BACKLOG_MAX, which passes the back-pressure on to the container as a pipe would. The other
+way round, while the container's stdin has more than BACKLOG_MAX queued the monitor stops reading
+from clients (`reading`), so a writer faster than the container blocks in its own send.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Clients:
         self.on_stdin_end = on_stdin_end  # a client that had stdin sent STDIN_EOF or went away
         self.on_resize = on_resize
         self.clients: list[Client] = []
+        self.reading = True
         if listener is not None:
             listener.setblocking(False)
             sel.register(listener, selectors.EVENT_READ, ("listener", None))
@@ -66,7 +69,7 @@ class Clients:
         sock.setblocking(False)
         client = Client(sock)
         self.clients.append(client)
-        self.sel.register(sock, selectors.EVENT_READ, ("client", client))
+        self._register(client)
 
     def close_listener(self) -> None:
         if self.listener is not None:
@@ -81,7 +84,7 @@ class Clients:
         try:
             self.sel.unregister(client.sock)
         except (KeyError, ValueError):
-            pass
+            pass  # not registered while input was paused and nothing was queued
         client.sock.close()
         if client.stdin:
             self.on_stdin_end()
@@ -89,6 +92,8 @@ class Clients:
     # ---- events ------------------------------------------------------------------------------
 
     def on_event(self, client: Client, mask: int) -> None:
+        if client not in self.clients:
+            return  # dropped earlier in the same round of events
         if mask & selectors.EVENT_WRITE:
             self._flush(client)
         if mask & selectors.EVENT_READ and client in self.clients:
@@ -148,9 +153,31 @@ class Clients:
         except OSError:
             self.drop(client)
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.pending else 0)
-        if self.sel.get_key(client.sock).events != events:
+        self._register(client)
+
+    def _register(self, client: Client) -> None:
+        events = (selectors.EVENT_READ if self.reading else 0) | (
+            selectors.EVENT_WRITE if client.pending else 0
+        )
+        try:
+            current = self.sel.get_key(client.sock).events
+        except KeyError:
+            current = 0
+        if events == current:
+            return
+        if not events:
+            self.sel.unregister(client.sock)
+        elif not current:
+            self.sel.register(client.sock, events, ("client", client))
+        else:
             self.sel.modify(client.sock, events, ("client", client))
+
+    def set_reading(self, reading: bool) -> None:
+        """Take input from clients, or leave it in their sockets for now (stdin back-pressure)."""
+        if reading != self.reading:
+            self.reading = reading
+            for client in self.clients:
+                self._register(client)
 
     def backlog(self) -> int:
         return max((len(c.pending) for c in self.clients), default=0)

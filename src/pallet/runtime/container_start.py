@@ -110,7 +110,10 @@ def _child_main(
         msg, master, warnings = _start(spec, fds)
         if status_fd is not None:
             status = {"pid": msg["pid"], "warnings": warnings} if "pid" in msg else msg
-            os.write(status_fd, json.dumps(status).encode())
+            try:
+                os.write(status_fd, json.dumps(status).encode())
+            except OSError:
+                pass  # the CLI is gone (interrupted): the container runs on all the same
         socket.send_fds(report, [json.dumps(msg).encode()], [master] if master >= 0 else [])
         code = 0
     except BaseException as e:  # noqa: BLE001 - every failure becomes a report

@@ -269,8 +269,10 @@ class Monitor:
         self.clients.broadcast(stream.STDERR if name == "stderr" else stream.STDOUT, data)
 
     def _apply_backpressure(self) -> None:
-        """Stop reading the container's output while a client can't keep up."""
+        """Stop reading the container's output while a client can't keep up, and clients' input
+        while the container doesn't read its stdin."""
         run = self.cur
+        self.clients.set_reading(len(run.stdin_buf) <= BACKLOG_MAX)
         slow = self.clients.backlog() > BACKLOG_MAX
         if slow == run.outputs_paused:
             return
@@ -278,15 +280,9 @@ class Monitor:
         for fd, name in run.outputs.items():
             want = 0 if slow else _READ
             if name == "tty":
-                want |= _WRITE if run.stdin_buf else 0
-                if want:
-                    self.sel.modify(fd, want, ("tty", None))
-                else:
-                    self.sel.unregister(fd)
-            elif slow:
-                self.sel.unregister(fd)
+                self._set_events(fd, want | (_WRITE if run.stdin_buf else 0), ("tty", None))
             else:
-                self.sel.register(fd, _READ, ("output", None))
+                self._set_events(fd, want, ("output", None))
 
     # ---- input from clients -------------------------------------------------------------------
 
@@ -358,6 +354,7 @@ class Monitor:
     def _on_exit(self) -> float | None:
         """Record one exit; returns the back-off delay if the policy restarts the container."""
         run = self.cur
+        run.drain_deadline = None
         if self.log is not None:
             self.log.flush()
         code = os.waitstatus_to_exitcode(run.status or 0)
