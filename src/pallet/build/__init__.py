@@ -14,14 +14,53 @@ Pure logic, no containers. The executor uses:
 - `hash_sources(context_dir, patterns, ignore)` for COPY/ADD cache keys.
 """
 
-from pallet.build.context import hash_sources, resolve_sources
-from pallet.build.dockerfile import Dockerfile, Stage, parse_dockerfile, parse_trigger
-from pallet.build.errors import BuildPlanError, DockerfileError, ExpansionError
-from pallet.build.ignore import ContextEntry, DockerIgnore
-from pallet.build.platforms import Platform
-from pallet.build.scope import StageScope
-from pallet.build.shell import ShellLexer, expand, expand_words
-from pallet.build.stages import BuildPlan, PlannedStage, resolve_stages
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pallet.build.context import hash_sources, resolve_sources
+    from pallet.build.dockerfile import Dockerfile, Stage, parse_dockerfile, parse_trigger
+    from pallet.build.errors import BuildPlanError, DockerfileError, ExpansionError
+    from pallet.build.ignore import ContextEntry, DockerIgnore
+    from pallet.build.platforms import Platform
+    from pallet.build.scope import StageScope
+    from pallet.build.shell import ShellLexer, expand, expand_words
+    from pallet.build.stages import BuildPlan, PlannedStage, resolve_stages
+
+# Importing the package must stay cheap (a fully cached build never parses a Dockerfile), so
+# each name is loaded from its module on first use (PEP 562).
+_HOMES = {
+    "hash_sources": "pallet.build.context",
+    "resolve_sources": "pallet.build.context",
+    "Dockerfile": "pallet.build.dockerfile",
+    "Stage": "pallet.build.dockerfile",
+    "parse_dockerfile": "pallet.build.dockerfile",
+    "parse_trigger": "pallet.build.dockerfile",
+    "BuildPlanError": "pallet.build.errors",
+    "DockerfileError": "pallet.build.errors",
+    "ExpansionError": "pallet.build.errors",
+    "ContextEntry": "pallet.build.ignore",
+    "DockerIgnore": "pallet.build.ignore",
+    "Platform": "pallet.build.platforms",
+    "StageScope": "pallet.build.scope",
+    "ShellLexer": "pallet.build.shell",
+    "expand": "pallet.build.shell",
+    "expand_words": "pallet.build.shell",
+    "BuildPlan": "pallet.build.stages",
+    "PlannedStage": "pallet.build.stages",
+    "resolve_stages": "pallet.build.stages",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pallet.build' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BuildPlan",
