@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pallet.cli import run_net_opts
 from pallet.cli import run_opts as o
 from pallet.cli.args import Parser
 from pallet.errors import InvalidArgument
@@ -39,7 +40,7 @@ def create_parser(prog: str, usage: str) -> Parser:
         p.add_argument(*([_SHORT[flag]] if flag in _SHORT else []), flag)
     for flag in _BOOLS:
         p.add_argument(*([_BOOL_SHORT[flag]] if flag in _BOOL_SHORT else []), flag, action="store_true")
-    p.add_argument("--network", "--net")
+    run_net_opts.add_flags(p)
     p.add_argument("--no-healthcheck", action="store_true")
     p.add_argument("--pull", choices=("always", "missing", "never"), default="missing")
     if prog.split()[-1] == "run":
@@ -113,7 +114,6 @@ def _host_config(ns: argparse.Namespace) -> dict[str, Any]:
         "AutoRemove": ns.rm,
         "ReadonlyRootfs": ns.read_only,
         "GroupAdd": ns.group_add or None,
-        "NetworkMode": ns.network or "none",
         "Runtime": ns.runtime or "",
         "LogConfig": {"Type": log_driver, "Config": o.log_opts(log_driver, ns.log_opt)},
         "RestartPolicy": o.restart_policy(ns.restart),
@@ -174,4 +174,5 @@ def create_body(ns: argparse.Namespace) -> dict[str, Any]:
     health = _healthcheck(ns)
     if health is not None:
         body["Healthcheck"] = health
+    run_net_opts.apply(ns, body)
     return body

@@ -72,6 +72,7 @@ def complete(
             hc[key] = value
     warnings: list[str] = []
     _check_namespaces(hc, config, lookup)
+    _check_network_mode(hc, config, warnings)
     _check_process(hc)
     _check_mounts(hc)
     _check_policies(hc)
@@ -92,12 +93,10 @@ def complete(
 
 def _check_namespaces(hc: dict[str, Any], config: Mapping[str, Any], lookup: Any) -> None:
     network = hc.get("NetworkMode") or "default"
-    if network in ("default", ""):
-        hc["NetworkMode"] = network = "none"
-    if network not in ("none", "host"):
-        raise InvalidArgument(
-            f"network {network} not found: pallet has no networks besides 'none' and 'host' yet"
-        )
+    if network == "default":
+        hc["NetworkMode"] = network = "bridge"  # docker's default network (the networks are checked later)
+    if network.startswith("container:"):
+        lookup(network.split(":", 1)[1])  # NotFound: "No such container: NAME"
     ipc = hc.get("IpcMode") or "private"
     if ipc.startswith("container:"):
         raise InvalidArgument(
@@ -130,6 +129,23 @@ def _check_namespaces(hc: dict[str, Any], config: Mapping[str, Any], lookup: Any
             raise InvalidArgument(f"sysctl '{key}' is not allowed in the host's IPC namespace")
 
 
+def _check_network_mode(hc: dict[str, Any], config: Mapping[str, Any], warnings: list[str]) -> None:
+    """dockerd's verifyNetworkingConfig/validateNetMode conflicts of the mode with other options."""
+    mode = str(hc.get("NetworkMode"))
+    if mode == "host" and (hc.get("PortBindings") or hc.get("PublishAllPorts")):
+        warnings.append("Published ports are discarded when using host network mode")
+    if not mode.startswith("container:"):
+        return
+    if config.get("Hostname"):
+        raise InvalidArgument("conflicting options: hostname and the network mode")
+    if hc.get("PortBindings") or hc.get("PublishAllPorts") or config.get("ExposedPorts"):
+        raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+    if hc.get("Dns") or hc.get("DnsSearch") or hc.get("DnsOptions"):
+        raise InvalidArgument("conflicting options: dns and the network mode")
+    if hc.get("ExtraHosts"):
+        raise InvalidArgument("conflicting options: custom host-to-IP mapping and the network mode")
+
+
 def _check_process(hc: dict[str, Any]) -> None:
     if hc.get("Init") and not os.access(DOCKER_INIT, os.X_OK):
         raise InvalidArgument(f"--init needs docker-init: {DOCKER_INIT} is missing (Debian package tini)")
@@ -156,8 +172,6 @@ def _check_mounts(hc: dict[str, Any]) -> None:
         host, found, ip = entry.partition(sep)
         if not found or not host:
             raise InvalidArgument(f"bad format for add-host: {go_quote(entry)}")
-        if ip == "host-gateway":
-            raise InvalidArgument("host-gateway is not available: pallet has no bridge network yet")
 
 
 def _check_policies(hc: dict[str, Any]) -> None:

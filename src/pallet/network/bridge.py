@@ -160,6 +160,13 @@ class BridgeDriver:
                 insert_network(self.conn, rec)
                 if rec.ipam is not None:
                     ipam.reserve_gateway(self.conn, rec.id, rec.ipam)
+                    # Up at once, still under the host lock: the subnet is only claimed against other
+                    # pallet roots (and the host) once its bridge holds the gateway address.
+                    try:
+                        self._bring_up(rec)
+                    except BaseException:
+                        self._tear_down(rec)
+                        raise
 
     def _host_networks(self) -> list[IPv4Network]:
         with links.host_netlink() as ipr:
@@ -419,6 +426,18 @@ class BridgeDriver:
         """Every network of a container (on stop or removal), latest attachment first."""
         for rec, _ep in reversed(self.container_endpoints(container_id)):
             self.disconnect(rec.id, container_id)
+
+    def release_container(self, container_id: str) -> None:
+        """disconnect_all for a container whose namespace is going away (its exit, its removal, a
+        crash's leftovers): ports, veth pairs, addresses and names, with no default route to hand
+        over and no pyroute2 import (this runs on every container exit). Safe to run twice at once."""
+        for ep in reversed(endpoints_of_container(self.conn, container_id)):
+            self._unpublish(ep)
+            links.delete_link_by_name(ep.host_ifname)
+            with db.write(self.conn):
+                ports.release(self.conn, ep.id)
+                delete_endpoint(self.conn, ep.id)
+                ipam.release(self.conn, ep.network_id, ep.id)
 
     # ---- published ports -------------------------------------------------------------------------
 

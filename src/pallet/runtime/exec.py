@@ -64,7 +64,15 @@ class _Plan:
     """Everything P needs, prepared by the caller before fork."""
 
     __slots__ = (
-        "args", "env", "cwd", "proc", "user", "seccomp", "seccomp_flags", "namespaces", "cgroup_files",
+        "args",
+        "env",
+        "cwd",
+        "proc",
+        "user",
+        "seccomp",
+        "seccomp_flags",
+        "namespaces",
+        "cgroup_files",
         "console",
     )
 
@@ -444,4 +452,3 @@ def _setup_stdio(
     if report_w > 3:
         os.closerange(3, report_w)
     os.closerange(report_w + 1, 1 << 20)
-

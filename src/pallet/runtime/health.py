@@ -1,10 +1,11 @@
 """Healthchecks (Config.Healthcheck) as docker's daemon runs them, for the container monitor.
 
-The monitor keeps the schedule and the State.Health record; each probe runs in a forked helper
-(so that the exec machinery never loads into the long-lived monitor) which execs the test
-command inside the container with `pallet.runtime.exec.exec_in_container`, collects up to 4096
-bytes of output, enforces the timeout, and writes one JSON line {"ExitCode", "Output"} to a
-pipe the monitor reads.
+The monitor keeps the schedule and a copy of State.Health; each probe runs in a forked helper (so
+that neither the exec machinery nor the database ever loads into the long-lived monitor) which
+skips a paused container, execs the test command inside the container with
+`pallet.runtime.exec.exec_in_container`, collects up to 4096 bytes of output, enforces the
+timeout, folds the result into State.Health, records it, and answers the monitor over a pipe
+with the new State.Health.
 
 docker's rules: the first probe comes one interval after the start (StartInterval, default 5 s,
 while still starting within StartPeriod); exit 0 is healthy and resets FailingStreak; any other
@@ -89,15 +90,20 @@ def format_duration(seconds: float) -> str:
 
 
 def apply_result(
-    health: Mapping[str, Any], result: dict[str, Any], cfg: HealthConfig, started_at: float
+    health: Mapping[str, Any],
+    result: dict[str, Any],
+    cfg: HealthConfig,
+    started_at: float,
+    probe_start: float,
 ) -> dict[str, Any]:
-    """docker's handleProbeResult: the new State.Health after one probe."""
+    """docker's handleProbeResult: the new State.Health after one probe (started at the wall-clock
+    time `probe_start`, in a run started at `started_at`)."""
     log = [*list(health.get("Log") or []), result][-MAX_LOG_ENTRIES:]
     status = str(health.get("Status") or "starting")
     streak = int(health.get("FailingStreak") or 0)
     if result["ExitCode"] == 0:
         return {"Status": "healthy", "FailingStreak": 0, "Log": log}
-    in_grace = status == "starting" and result["_start"] - started_at < cfg.start_period
+    in_grace = status == "starting" and probe_start - started_at < cfg.start_period
     if not in_grace:
         streak += 1
         if streak >= cfg.retries:
@@ -112,57 +118,78 @@ def next_interval(cfg: HealthConfig, status: str, started_at: float, now: float)
 
 
 class Probe:
-    """One probe in flight: the helper's pid and the pipe its result comes on."""
+    """One probe in flight: the helper's pid and the pipe its answer comes on."""
 
-    __slots__ = ("pid", "fd", "buf", "start_wall", "start_ns")
+    __slots__ = ("pid", "fd", "buf")
 
     def __init__(self, pid: int, fd: int) -> None:
         self.pid = pid
         self.fd = fd
         self.buf = b""
-        self.start_wall = time.time()
-        self.start_ns = time.time_ns()
 
-    def result(self, rfc3339: Any) -> dict[str, Any]:
-        """The HealthcheckResult (Start/End/ExitCode/Output) from what the helper wrote."""
+    def answer(self) -> dict[str, Any]:
         try:
-            got = json.loads(self.buf or b"{}")
+            got: dict[str, Any] = json.loads(self.buf or b"{}")
         except ValueError:
             got = {}
-        if "ExitCode" not in got:
-            got = {"ExitCode": -1, "Output": got.get("Error") or "health check helper failed"}
-        return {
-            "Start": rfc3339(self.start_ns),
-            "End": rfc3339(time.time_ns()),
-            "ExitCode": int(got["ExitCode"]),
-            "Output": str(got.get("Output", "")),
-            "_start": self.start_wall,  # for the start-period rule; dropped before storing
-        }
+        return got
 
 
-def start_probe(cfg: HealthConfig, container_pid: int, bundle: str, user: str, cwd: str) -> Probe:
+def start_probe(
+    cfg: HealthConfig, container_pid: int, spec: Mapping[str, Any], health: dict[str, Any], started_at: float
+) -> Probe:
+    """Fork the helper that runs one probe and records its result."""
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _probe_main(cfg, container_pid, bundle, user, cwd, w)
+        _probe_main(cfg, container_pid, spec, health, started_at, w)
     os.close(w)
     return Probe(pid, r)
 
 
 def _probe_main(
-    cfg: HealthConfig, container_pid: int, bundle: str, user: str, cwd: str, out: int
+    cfg: HealthConfig,
+    container_pid: int,
+    spec: Mapping[str, Any],
+    health: dict[str, Any],
+    started_at: float,
+    out: int,
 ) -> NoReturn:
-    result: dict[str, Any]
+    """In the helper: skip a paused container (docker doesn't probe those), else probe, fold the
+    result into State.Health, record it, and tell the monitor {"health": ...} (or {"skipped"})."""
+    answer: dict[str, Any] = {}
     try:
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (
+            signal.SIGCHLD,
+            signal.SIGUSR2,
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGHUP,
+            signal.SIGPIPE,
+        ):
             signal.signal(sig, signal.SIG_DFL)
-        result = _run_probe(cfg, container_pid, bundle, user, cwd)
-    except BaseException as e:  # noqa: BLE001 - a failed probe is a result, never a crash
-        result = {"ExitCode": -1, "Output": str(e) or type(e).__name__}
+        from pallet.runtime import monitor_records
+        from pallet.runtime.jsonlog import rfc3339_nano
+
+        if monitor_records.is_paused(spec):
+            answer = {"skipped": True}
+        else:
+            start_wall, start_ns = time.time(), time.time_ns()
+            try:
+                got = _run_probe(cfg, container_pid, spec["bundle"], spec.get("health_user") or "",
+                                 spec.get("health_cwd") or "")  # fmt: skip
+            except Exception as e:  # noqa: BLE001 - a probe that can't run is a failed probe
+                got = {"ExitCode": -1, "Output": str(e) or type(e).__name__}
+            result = {"Start": rfc3339_nano(start_ns), "End": rfc3339_nano(time.time_ns()), **got}
+            new = apply_result(health, result, cfg, started_at, start_wall)
+            monitor_records.record_health(spec, new)
+            answer = {"health": new}
+    except BaseException as e:  # noqa: BLE001 - the monitor must hear back, whatever happened
+        answer = {"error": str(e) or type(e).__name__}
     try:
-        os.write(out, json.dumps(result).encode())
+        os.write(out, json.dumps(answer).encode())
     finally:
         os._exit(0)
 
@@ -222,20 +249,14 @@ def _run_probe(cfg: HealthConfig, container_pid: int, bundle: str, user: str, cw
 
 
 class Schedule:
-    """The monitor's side: when to probe, the probe in flight, and recording its result."""
+    """The monitor's side: when to probe, and the probe in flight. The helper records results;
+    the monitor keeps a copy of State.Health to hand to the next probe."""
 
-    def __init__(
-        self,
-        spec: Mapping[str, Any],
-        record: Any,  # Callable[[dict], None]: store State.Health
-        is_paused: Any,  # Callable[[], bool]
-    ) -> None:
+    def __init__(self, spec: Mapping[str, Any]) -> None:
         cfg = config(spec["healthcheck"], spec.get("shell"))
         assert cfg is not None
         self.cfg = cfg
         self.spec = spec
-        self.record = record
-        self.is_paused = is_paused
         self.health: dict[str, Any] = starting(None)
         self.started_at = 0.0  # wall clock of the run's start
         self.due: float | None = None  # monotonic
@@ -264,22 +285,13 @@ class Schedule:
         if self.probe is not None:
             if now >= self.probe_deadline:  # the helper itself hangs: give up on it
                 self._kill_probe(sel)
-                self._done({"ExitCode": -1, "Output": "health check helper did not answer"})
+                self.due = now + self.cfg.interval
             return
         if self.due is None or now < self.due:
             return
-        if self.is_paused():
-            self.due = now + self.cfg.interval
-            return
         import selectors
 
-        self.probe = start_probe(
-            self.cfg,
-            container_pid,
-            self.spec["bundle"],
-            self.spec.get("health_user") or "",
-            self.spec.get("health_cwd") or "",
-        )
+        self.probe = start_probe(self.cfg, container_pid, self.spec, self.health, self.started_at)
         self.reaped_probe = False
         self.probe_deadline = now + self.cfg.timeout + 10.0
         sel.register(self.probe.fd, selectors.EVENT_READ, ("probe", None))
@@ -292,40 +304,19 @@ class Schedule:
         if chunk:
             probe.buf += chunk
             return
-        sel.unregister(probe.fd)
-        os.close(probe.fd)
-        if not self.reaped_probe:
-            try:
-                os.waitpid(probe.pid, 0)
-            except ChildProcessError:
-                pass
-        from pallet.runtime.jsonlog import rfc3339_nano
-
-        self._done(probe.result(rfc3339_nano))
-
-    def _done(self, result: dict[str, Any]) -> None:
+        self._close_probe(sel, probe)
         self.probe = None
-        if "Start" not in result:
-            from pallet.runtime.jsonlog import rfc3339_nano
+        answer = probe.answer()
+        if "health" in answer:
+            self.health = answer["health"]
+        elif "error" in answer:
+            import sys
 
-            now = time.time_ns()
-            result = {"Start": rfc3339_nano(now), "End": rfc3339_nano(now), "_start": time.time(), **result}
-        self.health = apply_result(self.health, result, self.cfg, self.started_at)
-        for entry in self.health["Log"]:
-            entry.pop("_start", None)
-        self.record(self.health)
-        self.due = time.monotonic() + next_interval(
-            self.cfg, self.health["Status"], self.started_at, time.time()
-        )
+            print(f"health check helper: {answer['error']}", file=sys.stderr)
+        status = str(self.health.get("Status") or "starting")
+        self.due = time.monotonic() + next_interval(self.cfg, status, self.started_at, time.time())
 
-    def _kill_probe(self, sel: Any) -> None:
-        probe = self.probe
-        if probe is None:
-            return
-        try:
-            os.kill(probe.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    def _close_probe(self, sel: Any, probe: Probe) -> None:
         try:
             sel.unregister(probe.fd)
         except (KeyError, ValueError):
@@ -336,12 +327,19 @@ class Schedule:
                 os.waitpid(probe.pid, 0)
             except ChildProcessError:
                 pass
+
+    def _kill_probe(self, sel: Any) -> None:
+        probe = self.probe
+        if probe is None:
+            return
+        try:
+            os.kill(probe.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._close_probe(sel, probe)
         self.probe = None
 
     def stop(self, sel: Any) -> None:
         """The container exited (or is going): no more probes for this run."""
         self._kill_probe(sel)
         self.due = None
-
-    def stopped_state(self, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        return stopped(previous if previous is not None else self.health)

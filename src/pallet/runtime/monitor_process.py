@@ -6,8 +6,9 @@ TTY container) into the json-file log and to attached clients, clients' input to
 the start child's report, signals (SIGCHLD: reap; SIGUSR2: a user stop wants the restart
 back-off re-examined), healthcheck probes, and the timers of the back-off and of the probes.
 
-The database is opened only when something must be recorded (the exit, a restart, a health
-result), so an idle monitor carries no sqlite3. Order at the end matters to the CLI: cleanup
+The monitor never opens the database itself: what must be recorded (an exit, a restart, a health
+result) is written by a short-lived child (runtime/monitor_records.py), so sqlite3 never loads
+into this long-lived process. Order at the end matters to the CLI: cleanup
 (runtime state, cgroups, rootfs mount), then the record, then the EXIT frame to attached clients.
 """
 
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pallet.runtime import monitor_records as records
 from pallet.runtime import stream
 from pallet.runtime.attach_clients import BACKLOG_MAX, Clients
 from pallet.runtime.container_start import Stdio, launch, read_report
@@ -91,7 +93,6 @@ class Monitor:
         self.sel = selectors.DefaultSelector()
         self.reaped: dict[int, int] = {}  # children reaped before we learnt who they were
         self.first_run = True
-        self._conn: Any = None
         self.log = JsonLogWriter(spec["log_path"], LogOptions.from_json(spec["log"])) if spec["log"] else None
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
@@ -117,11 +118,12 @@ class Monitor:
         self._watch(self.cur)
         self.backoff = Backoff()
         self.exit_info: dict[str, Any] = {"ExitCode": 0, "OOMKilled": False}
+        self.recorded = False  # the end is in the database already
         self.health: Any = None
         if spec.get("healthcheck"):
             from pallet.runtime.health import Schedule
 
-            self.health = Schedule(spec, self._record_health, self._is_paused)
+            self.health = Schedule(spec)
         # Children that ended while this interpreter was starting sent SIGCHLD to no handler.
         self._on_signals()
 
@@ -352,7 +354,8 @@ class Monitor:
     # ---- exit, restart, end -------------------------------------------------------------------
 
     def _on_exit(self) -> float | None:
-        """Record one exit; returns the back-off delay if the policy restarts the container."""
+        """Record one exit; returns the back-off delay if the policy restarts the container, None
+        when it has ended for good (recorded, unmounted, and removed with --rm)."""
         run = self.cur
         run.drain_deadline = None
         if self.log is not None:
@@ -368,37 +371,16 @@ class Monitor:
             "OOMKilled": oom_killed,
             "FinishedAt": rfc3339_nano(time.time_ns()),
         }
-        from pallet.runtime import restart
-        from pallet.state import containers
-
-        rec = containers.get(self.db(), self.cid)
-        if rec is None:
-            return None  # removed under us (rm -f): nothing left to record
-        top = rec.config
-        go_on = restart.should_restart(
-            rec.config["HostConfig"].get("RestartPolicy"),
-            self.exit_info["ExitCode"],
-            restart_count=int(top.get("RestartCount") or 0),
-            manually_stopped=bool(top.get("HasBeenManuallyStopped")),
-            cancelled=bool(top.get("ExitOnNext")),
-            auto_remove=bool(self.spec["auto_remove"]),
-        )
-        if not go_on:
+        health = self.health.health if self.health else None
+        try:
+            outcome = records.in_child(records.record_exit, self.spec, self.exit_info, health)
+        except records.RecordError as e:
+            print(f"recording the exit: {e}", file=sys.stderr)
+            outcome = "stop"
+        if outcome != "restart":
+            self.recorded = True
             return None
         delay = self.backoff.next(time.monotonic() - run.started)
-        state = {
-            "Status": "restarting",
-            "Running": True,
-            "Restarting": True,
-            "Paused": False,
-            "Pid": 0,
-            **self.exit_info,
-        }
-        if self.health:
-            state["Health"] = self.health.stopped_state(rec.state.get("Health"))
-        containers.update(
-            self.db(), self.cid, state=state, top={"RestartCount": int(top.get("RestartCount") or 0) + 1}
-        )
         self.clients.finish(self.exit_info)  # docker ends attach streams at every exit
         return delay
 
@@ -406,18 +388,12 @@ class Monitor:
         """Wait out the delay (serving clients); False if a user stop cancelled the restart."""
         deadline = time.monotonic() + delay
         while True:
-            if self._restart_cancelled():
+            if records.in_child(records.restart_cancelled, self.spec):
                 return False
             self.reconsider = False
             self._serve(lambda: self.reconsider, deadline)
             if not self.reconsider:
-                return not self._restart_cancelled()
-
-    def _restart_cancelled(self) -> bool:
-        from pallet.state import containers
-
-        rec = containers.get(self.db(), self.cid)
-        return rec is None or bool(rec.config.get("ExitOnNext"))
+                return not records.in_child(records.restart_cancelled, self.spec)
 
     def _give_up(self) -> None:
         """The first start failed: the engine (our caller's) records it and unmounts."""
@@ -425,40 +401,15 @@ class Monitor:
         _unlink(os.path.join(self.spec["run_dir"], "attach.sock"))
 
     def _finish(self, error: str = "") -> None:
-        self.clients.close_listener()
-        _unlink(os.path.join(self.spec["run_dir"], "attach.sock"))
+        """Down for good: recorded (see monitor_records.record_end), then the clients are told."""
         if self.health:
             self.health.stop(self.sel)
-        from pallet.runtime import rootfs
-
-        try:
-            rootfs.unmount(_path(self.spec["rootfs"]))
-        except OSError as e:
-            print(f"unmounting the rootfs: {e}", file=sys.stderr)
-        from pallet.state import containers
-
-        if self.spec["auto_remove"]:
-            import shutil
-
-            containers.delete(self.db(), self.cid)
-            shutil.rmtree(self.spec["container_dir"], ignore_errors=True)
-            shutil.rmtree(self.spec["run_dir"], ignore_errors=True)
-        else:
-            state: dict[str, Any] = {
-                "Status": "exited",
-                "Running": False,
-                "Paused": False,
-                "Restarting": False,
-                "Pid": 0,
-                "Error": error,
-                **self.exit_info,
-            }
-            rec = containers.get(self.db(), self.cid)
-            if rec is not None and rec.state.get("Health") is not None and self.health:
-                state["Health"] = self.health.stopped_state(rec.state.get("Health"))
-            if "FinishedAt" not in self.exit_info:
-                state["FinishedAt"] = rfc3339_nano(time.time_ns())
-            containers.update_state(self.db(), self.cid, **state)
+        if not self.recorded:
+            try:
+                records.in_child(records.record_end, self.spec, self.exit_info, error)
+            except records.RecordError as e:
+                print(f"recording the end: {e}", file=sys.stderr)
+        self.clients.close_listener()
         self.clients.finish(self.exit_info)
         if self.log is not None:
             self.log.close()
@@ -491,26 +442,6 @@ class Monitor:
         except OSError as e:
             print(f"deleting the container's runtime state: {e}", file=sys.stderr)
 
-    # ---- database -----------------------------------------------------------------------------
-
-    def db(self) -> Any:
-        if self._conn is None:
-            from pallet.state import db
-
-            self._conn = db.connect(_path(self.spec["db_path"]))
-        return self._conn
-
-    def _record_health(self, health: dict[str, Any]) -> None:
-        from pallet.state import containers
-
-        containers.update_state(self.db(), self.cid, Health=health)
-
-    def _is_paused(self) -> bool:
-        from pallet.state import containers
-
-        rec = containers.get(self.db(), self.cid)
-        return bool(rec and rec.state.get("Paused"))
-
 
 def _swap(launched: tuple[int, Stdio, socket.socket]) -> tuple[int, socket.socket, Stdio]:
     pid, stdio, report = launched
@@ -538,12 +469,6 @@ def _in_child(fn: Callable[[dict[str, Any]], None], spec: dict[str, Any]) -> Non
         finally:
             os._exit(code)
     os.waitpid(pid, 0)
-
-
-def _path(p: str) -> Any:
-    from pathlib import Path
-
-    return Path(p)
 
 
 def _unlink(path: str) -> None:

@@ -64,8 +64,9 @@ def overlay_supported(probe_dir: Path) -> bool:
     try:
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True)
-        linux.mount("overlay", str(dirs[3]), "overlay", 0,
-                    f"lowerdir={dirs[0]},upperdir={dirs[1]},workdir={dirs[2]}")
+        linux.mount(
+            "overlay", str(dirs[3]), "overlay", 0, f"lowerdir={dirs[0]},upperdir={dirs[1]},workdir={dirs[2]}"
+        )
         linux.umount2(str(dirs[3]), linux.MNT_DETACH)
         return True
     except OSError:

@@ -1,0 +1,430 @@
+"""A container's networking across its life: the networks checked at create, its namespace wired at
+every start (veth into each network, published ports, /etc files), and all of it released when the
+container stops or is removed -- or, after a crash, by the next command that finds it stale.
+
+Record keys (the container's config JSON, beside Config and HostConfig, as docker keeps them):
+  NetworkingConfig  {"EndpointsConfig": {network name: {IPAMConfig, Aliases, MacAddress, NetworkID}}}:
+                    what to attach at start (the NetworkMode network first), kept across restarts
+  NetworkSettings   what inspect shows: Networks (endpoint per network), Ports, SandboxKey, ...
+                    The runtime parts are filled at start and cleared when the container stops.
+
+Modes: bridge and user networks get a namespace pinned at <runroot>/netns/<container id>; `none` a
+fresh namespace from the runtime (lo only); `host` the host's; `container:<x>` the other's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pallet.engine.core import Engine
+from pallet.errors import InvalidArgument, NotFound, PalletError
+from pallet.state import containers as records
+from pallet.state.containers import ContainerRecord
+from pallet.state.paths import StatePaths
+
+if TYPE_CHECKING:
+    from pallet.network.bridge import BridgeDriver
+    from pallet.network.ports import PortRequest
+    from pallet.network.store import EndpointRecord, NetworkRecord
+
+NON_BRIDGE_MODES = ("none", "host")
+
+
+def uses_bridge(network_mode: str) -> bool:
+    """True for the modes that attach the container to bridge networks (default or user-defined)."""
+    return network_mode not in NON_BRIDGE_MODES and not network_mode.startswith("container:")
+
+
+def driver(engine: Engine) -> BridgeDriver:
+    from pallet.network.bridge import BridgeDriver, DriverSettings
+
+    return BridgeDriver(engine.paths, engine.conn, DriverSettings.from_env())
+
+
+# ---- create ---------------------------------------------------------------------------------------
+
+
+def plan(engine: Engine, hc: dict[str, Any], networking_config: dict[str, Any] | None) -> dict[str, Any]:
+    """Check the requested networks at create; returns the record keys to store (NetworkingConfig
+    and NetworkSettings), empty for none/host/container: modes."""
+    mode = str(hc.get("NetworkMode"))
+    wanted: dict[str, Any] = dict((networking_config or {}).get("EndpointsConfig") or {})
+    if not uses_bridge(mode):
+        for name, cfg in wanted.items():
+            if name != mode or any((cfg or {}).get(k) for k in ("IPAMConfig", "Aliases", "MacAddress")):
+                raise InvalidArgument(
+                    "container sharing network namespace with another container or host cannot be "
+                    "connected to any other network"
+                    if name != mode
+                    else "user specified IP address, aliases and MAC address are supported on bridge "
+                    "networks only"
+                )
+        return {}
+    drv = driver(engine)
+    drv.ensure_predefined()
+    endpoints: dict[str, Any] = {}
+    for name in [mode, *(n for n in wanted if n != mode)]:
+        net = _network(drv, name)
+        cfg = endpoint_config(net, wanted.get(name) or {})
+        endpoints[net.name] = cfg
+    networks = {name: idle_endpoint(cfg) for name, cfg in endpoints.items()}
+    if mode != next(iter(endpoints)):
+        hc["NetworkMode"] = next(iter(endpoints))  # an ID or prefix given: docker shows the name
+    return {"NetworkingConfig": {"EndpointsConfig": endpoints}, "NetworkSettings": {"Networks": networks}}
+
+
+def _network(drv: BridgeDriver, ref: str) -> NetworkRecord:
+    try:
+        net = drv.get(ref)
+    except NotFound:
+        raise NotFound(f"network {ref} not found") from None
+    if net.driver != "bridge":
+        raise InvalidArgument(
+            "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+            if net.driver == "null"
+            else "container cannot be disconnected from host network or connected to host network"
+        )
+    return net
+
+
+def endpoint_config(net: NetworkRecord, given: dict[str, Any]) -> dict[str, Any]:
+    """Check one EndpointsConfig entry against its network, as dockerd does at create/connect."""
+    ipam = given.get("IPAMConfig") or {}
+    ip = ipam.get("IPv4Address") or None
+    aliases = [a for a in given.get("Aliases") or [] if a]
+    mac = given.get("MacAddress") or ""
+    if not net.user_defined:
+        if ip:
+            raise InvalidArgument("user specified IP address is supported on user defined networks only")
+        if aliases:
+            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+    if ip:
+        from ipaddress import IPv4Address
+
+        if not net.ipam_user_configured:
+            raise InvalidArgument(
+                "user specified IP address is supported only when connecting to networks with user "
+                "configured subnets"
+            )
+        try:
+            addr = IPv4Address(ip)
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv4 address: {ip}") from None
+        if net.ipam is None or addr not in net.ipam.subnet:
+            raise InvalidArgument(f"Invalid address {ip}: It does not belong to any of this network's subnets")
+    if mac:
+        from pallet.network.bridge import _MAC
+
+        if not _MAC.match(mac):
+            raise InvalidArgument(f"invalid MAC address: {mac}")
+    return {
+        "IPAMConfig": {"IPv4Address": ip} if ip else None,
+        "Aliases": aliases or None,
+        "MacAddress": mac,
+        "NetworkID": net.id,
+    }
+
+
+def idle_endpoint(cfg: dict[str, Any]) -> dict[str, Any]:
+    """NetworkSettings.Networks[...] of a container that is not running: the configuration only."""
+    return {
+        "IPAMConfig": cfg.get("IPAMConfig"),
+        "Links": None,
+        "Aliases": cfg.get("Aliases"),
+        "MacAddress": cfg.get("MacAddress") or "",
+        "NetworkID": cfg.get("NetworkID") or "",
+    }
+
+
+# ---- start ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Attached:
+    """What the bundle needs from the network: the namespace to join (None: a fresh one, or the
+    host's for host mode), the /etc files to bind, and the hostname (container: mode takes the other's)."""
+
+    netns_path: str | None = None
+    etc_mounts: list[dict[str, Any]] = field(default_factory=list)
+    hostname: str = ""
+
+
+def attach(engine: Engine, rec: ContainerRecord) -> Attached:
+    """Wire the container's network for a start. On failure nothing of it is left behind."""
+    from pallet.engine import container_etc
+
+    cfg = rec.config["Config"]
+    hc = rec.config["HostConfig"]
+    cdir = engine.paths.container_dir(rec.id)
+    mode = str(hc.get("NetworkMode") or "none")
+    hostname = cfg.get("Hostname") or rec.id[:12]
+    if mode == "host":
+        hosts, resolv = container_etc.host_mode_files(hc, _host_gateway(engine, hc))
+        return Attached(None, container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv), hostname)
+    if mode == "none":
+        hosts, resolv = container_etc.none_mode_files(hc, hostname, _host_gateway(engine, hc))
+        return Attached(None, container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv), hostname)
+    if mode.startswith("container:"):
+        return _join_other(engine, rec, mode.split(":", 1)[1])
+    drv = driver(engine)
+    release_container(engine.paths, engine.conn, rec.id, drv=drv)  # what a crashed earlier run left
+    sweep_stale(engine, drv, skip=rec.id)
+    from pallet.network import netns
+
+    ns_path = netns.create(engine.paths.runroot, rec.id)
+    try:
+        settings = _connect_all(engine, drv, rec, ns_path)
+        first = next(iter(settings["Networks"]), None)
+        hosts = drv.hosts(
+            rec.id, hostname=hostname, domainname=cfg.get("Domainname") or "", extra_hosts=hc.get("ExtraHosts") or ()
+        )
+        resolv = _resolv_conf(drv, first, hc)
+        mounts = container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv)
+        records.update(engine.conn, rec.id, top={"NetworkSettings": settings})
+    except BaseException:
+        release_container(engine.paths, engine.conn, rec.id, drv=drv)
+        raise
+    return Attached(str(ns_path), mounts, hostname)
+
+
+def _resolv_conf(drv: BridgeDriver, first: str | None, hc: dict[str, Any]) -> str:
+    from pallet.engine import container_etc
+
+    net = drv.get(first) if first else None
+    if net is not None and net.user_defined:
+        return drv.resolv_conf(
+            net.id, dns=hc.get("Dns") or (), dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or ()
+        )
+    return container_etc.plain_resolv_conf(hc)
+
+
+def _host_gateway(engine: Engine, hc: dict[str, Any]) -> str | None:
+    """The default bridge's gateway for --add-host NAME:host-gateway (looked up only when asked)."""
+    from pallet.engine.container_etc import host_gateway_needed
+
+    if not host_gateway_needed(hc.get("ExtraHosts") or []):
+        return None
+    drv = driver(engine)
+    drv.ensure_predefined()
+    net = drv.get("bridge")
+    return str(net.ipam.gateway) if net.ipam else None
+
+
+def _join_other(engine: Engine, rec: ContainerRecord, ref: str) -> Attached:
+    from pallet.engine import container_etc
+    from pallet.engine.containers import lookup
+    from pallet.engine.lifecycle import refresh
+
+    other = refresh(engine, lookup(engine, ref))
+    pid = int(other.state.get("Pid") or 0)
+    if not other.state.get("Running") or pid <= 0:
+        raise PalletError(f"cannot join network of a non running container: {other.id}")
+    if other.id == rec.id:
+        raise InvalidArgument("cannot join own network")
+    other_mode = str(other.config["HostConfig"].get("NetworkMode") or "")
+    if other_mode.startswith("container:"):
+        raise InvalidArgument(f"cannot join network of container {other.name}: it shares another's network")
+    sandbox = (other.config.get("NetworkSettings") or {}).get("SandboxKey") or ""
+    ns_path = sandbox if sandbox and Path(sandbox).exists() else f"/proc/{pid}/ns/net"
+    hostname = other.config["Config"].get("Hostname") or other.id[:12]
+    cdir = engine.paths.container_dir(rec.id)
+    mounts = container_etc.write(
+        cdir, hostname=hostname, hosts="", resolv="", shared_from=engine.paths.container_dir(other.id)
+    )
+    return Attached(None if other_mode == "host" else ns_path, mounts, hostname)
+
+
+def _connect_all(engine: Engine, drv: BridgeDriver, rec: ContainerRecord, ns_path: Path) -> dict[str, Any]:
+    """Attach every configured network, publish the ports on the first one with a way out; return
+    NetworkSettings."""
+    hc = rec.config["HostConfig"]
+    wanted = ((rec.config.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {}
+    if not wanted:  # a record made before networks existed: its NetworkMode network
+        wanted = {str(hc.get("NetworkMode")): {}}
+    networks: dict[str, Any] = {}
+    attached: list[tuple[NetworkRecord, EndpointRecord, dict[str, Any]]] = []
+    for name, cfg in wanted.items():
+        net = _network(drv, cfg.get("NetworkID") or name)
+        ep = drv.connect(
+            net.id,
+            rec.id,
+            name=rec.name,
+            netns_path=ns_path,
+            aliases=cfg.get("Aliases") or (),
+            ipv4=(cfg.get("IPAMConfig") or {}).get("IPv4Address") or None,
+            mac=cfg.get("MacAddress") or None,
+            dns=hc.get("Dns") or (),
+        )
+        attached.append((net, ep, cfg))
+    requests = port_requests(rec)
+    bindings = []
+    outward = next((net for net, _, _ in attached if not net.internal), None)
+    if requests and outward is not None:
+        bindings = drv.publish(outward.id, rec.id, requests)
+    for net, ep, cfg in attached:
+        networks[net.name] = running_endpoint(rec, net, ep, cfg)
+    return settings_for(rec, ns_path, networks, bindings)
+
+
+def running_endpoint(
+    rec: ContainerRecord, net: NetworkRecord, ep: EndpointRecord, cfg: dict[str, Any]
+) -> dict[str, Any]:
+    """NetworkSettings.Networks[net] of a running container (API v1.45: DNSNames on user networks)."""
+    out = ep.to_docker_endpoint_settings(None if net.internal or net.ipam is None else net.ipam.gateway)
+    out["IPAMConfig"] = cfg.get("IPAMConfig")
+    out["Aliases"] = cfg.get("Aliases")
+    if net.user_defined:
+        out["DNSNames"] = [rec.name, *(cfg.get("Aliases") or []), rec.id[:12]]
+    return out
+
+
+def settings_for(
+    rec: ContainerRecord, ns_path: Path, networks: dict[str, Any], bindings: list[Any]
+) -> dict[str, Any]:
+    from pallet.network.ports import docker_ports
+
+    ports: dict[str, Any] = {key: None for key in rec.config["Config"].get("ExposedPorts") or {}}
+    ports.update(docker_ports(bindings))
+    settings: dict[str, Any] = {
+        "SandboxID": secrets.token_hex(32),
+        "SandboxKey": str(ns_path),
+        "Ports": ports,
+        "Networks": networks,
+    }
+    default = networks.get("bridge")
+    if default:
+        # docker repeats the default bridge's endpoint at the top level
+        for key in ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
+            settings[key] = default.get(key)
+    return settings
+
+
+def port_requests(rec: ContainerRecord) -> list[PortRequest]:
+    """HostConfig.PortBindings (and, with -P, every exposed port without one) as publish requests."""
+    from pallet.network.ports import PortRequest
+
+    hc = rec.config["HostConfig"]
+    out: list[PortRequest] = []
+    bound = hc.get("PortBindings") or {}
+    for key, bindings in bound.items():
+        port, proto = _port_key(key)
+        for b in bindings or [{}]:
+            lo, hi = _host_ports(b.get("HostPort") or "")
+            out.append(PortRequest(port, proto, b.get("HostIp") or "0.0.0.0", lo, hi))
+    if hc.get("PublishAllPorts"):
+        for key in rec.config["Config"].get("ExposedPorts") or {}:
+            if key not in bound:
+                port, proto = _port_key(key)
+                out.append(PortRequest(port, proto, "0.0.0.0", 0))
+    return out
+
+
+def _port_key(key: str) -> tuple[int, str]:
+    number, _, proto = key.partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise InvalidArgument(f"publishing {proto} ports is not supported by pallet")
+    return int(number), proto
+
+
+def _host_ports(text: str) -> tuple[int, int]:
+    if not text:
+        return 0, 0
+    lo, _, hi = text.partition("-")
+    return int(lo), int(hi or 0)
+
+
+# ---- stop / removal / repair ----------------------------------------------------------------------
+
+
+def release(paths: StatePaths, conn: sqlite3.Connection, cid: str) -> None:
+    """Everything the container's network holds on the host, once it stopped (the monitor's exit
+    path, `rm`, a failed start): published ports, endpoints and their addresses, veth pairs, the
+    namespace. Idempotent; cheap for none/host/container: containers (no network module loaded)."""
+    rec = records.get(conn, cid)
+    mode = str((rec.config.get("HostConfig") or {}).get("NetworkMode") or "") if rec else ""
+    if rec is not None and not uses_bridge(mode):
+        return
+    release_container(paths, conn, cid)
+    if rec is not None:
+        _clear_runtime_settings(conn, cid)
+
+
+def release_container(
+    paths: StatePaths, conn: sqlite3.Connection, cid: str, *, drv: BridgeDriver | None = None
+) -> None:
+    """The endpoints of `cid` and its pinned namespace, whatever the record says."""
+    from pallet.network import netns
+
+    has_endpoints = conn.execute("SELECT 1 FROM network_endpoints WHERE container_id = ?", (cid,)).fetchone()
+    if has_endpoints:
+        if drv is None:
+            from pallet.network.bridge import BridgeDriver, DriverSettings
+
+            drv = BridgeDriver(paths, conn, DriverSettings.from_env())
+        drv.release_container(cid)
+    ns_path = netns.netns_path(paths.runroot, cid)
+    if ns_path.exists():
+        netns.delete(ns_path)
+
+
+def _clear_runtime_settings(conn: sqlite3.Connection, cid: str) -> None:
+    """NetworkSettings of a stopped container: the configured networks, no addresses, no ports."""
+    rec = records.get(conn, cid)
+    if rec is None:
+        return
+    wanted = ((rec.config.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {}
+    networks = {name: idle_endpoint(cfg) for name, cfg in wanted.items()}
+    records.update(conn, cid, top={"NetworkSettings": {"Networks": networks}})
+
+
+@contextmanager
+def _try_container_lock(engine: Engine, cid: str) -> Iterator[bool]:
+    """The lock `start` and `rm` hold on a container (lifecycle.container_lock), without waiting:
+    False while another command is working on that container."""
+    lock_dir = engine.paths.runroot / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"{cid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _in_use(engine: Engine, cid: str) -> bool:
+    from pallet.engine.lifecycle import refresh
+
+    rec = records.get(engine.conn, cid)
+    return rec is not None and bool(refresh(engine, rec).state.get("Running"))
+
+
+def sweep_stale(engine: Engine, drv: BridgeDriver | None = None, *, skip: str = "") -> list[str]:
+    """Release the endpoints of containers that are gone or no longer running (a monitor killed
+    with its container, a host reboot, a crash mid-start): their ports and addresses would block
+    the next run. Containers another command is working on are left alone. Returns the ids."""
+    ids = [r[0] for r in engine.conn.execute("SELECT DISTINCT container_id FROM network_endpoints")]
+    swept = []
+    for cid in ids:
+        if cid == skip or _in_use(engine, cid):
+            continue
+        with _try_container_lock(engine, cid) as got:
+            if not got or _in_use(engine, cid):
+                continue
+            release_container(engine.paths, engine.conn, cid, drv=drv)
+            if records.get(engine.conn, cid) is not None:
+                _clear_runtime_settings(engine.conn, cid)
+            swept.append(cid)
+    return swept
