@@ -175,6 +175,12 @@ def _check_mounts(hc: dict[str, Any]) -> None:
 
 
 def _check_policies(hc: dict[str, Any]) -> None:
+    from pallet.runtime import jsonlog
+
+    try:
+        jsonlog.options(hc.get("LogConfig"))  # a bad --log-opt must fail before anything exists
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
     policy = dict(hc.get("RestartPolicy") or {})
     name = policy.get("Name") or "no"
     retries = int(policy.get("MaximumRetryCount") or 0)
