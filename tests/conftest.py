@@ -87,9 +87,54 @@ def cgroups_of(root_name: str) -> list[Path]:
     return found
 
 
+def _kill_pidfile_helpers(root: Path) -> None:
+    """Network helpers (DNS servers, port proxies) keep pid files under the run dir."""
+    for pidfile in (root / "run").rglob("*.pid") if (root / "run").is_dir() else []:
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (ValueError, OSError, IndexError):
+            continue
+        if str(pidfile).encode() in cmdline or b"pallet" in cmdline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _remove_network_leftovers(root: Path) -> None:
+    """Bridges, veths and nft tables of this root's networks, whatever state the test left."""
+    import sqlite3
+
+    db = root / "pallet.db"
+    if not db.exists():
+        return
+    try:
+        conn = sqlite3.connect(db, timeout=5)
+        nets = conn.execute("SELECT id, bridge FROM networks").fetchall()
+        eps = conn.execute("SELECT id, host_ifname FROM network_endpoints").fetchall()
+        conn.close()
+    except sqlite3.Error:
+        return
+    for eid, ifname in eps:
+        if ifname:
+            subprocess.run(["ip", "link", "del", ifname], capture_output=True, check=False)
+        subprocess.run(
+            ["nft", "delete", "table", "ip", f"pallet_ep_{eid[:12]}"], capture_output=True, check=False
+        )
+    for nid, bridge in nets:
+        if bridge:
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        subprocess.run(
+            ["nft", "delete", "table", "ip", f"pallet_net_{nid[:12]}"], capture_output=True, check=False
+        )
+
+
 def teardown_root(root: Path) -> list[str]:
     """Take down everything under root; return what had leaked (for assertions)."""
     kill_processes_under(root)
+    _kill_pidfile_helpers(root)
+    _remove_network_leftovers(root)
     leaked = mounts_under(root)
     for mp in sorted(leaked, key=len, reverse=True):
         subprocess.run(["umount", "-l", mp], check=False, capture_output=True)
