@@ -3,7 +3,10 @@
 - timing: `timed` wraps one call in time.perf_counter; `compare` runs each named trial once as a
   warm-up, then N times, interleaved (a, b, a, b, ...) so that drift on a noisy machine hits every
   engine alike, and returns a `Stats` (median, min, max) per trial;
-- peers: `missing_tools` (shutil.which), `Podman` (a private store and a containers.conf of its own);
+- peers: `missing_tools` (shutil.which), `Podman` (a private store and a containers.conf of its own),
+  `Dockerd` (a private dockerd in its own network namespace, stopped and removed by close());
+- containers: `processes_of` (the processes of given container IDs: monitors, conmons, shims and the
+  containers' own), `kill_pids`, `vm_rss`;
 - scratch space: `Scratch`, a temp directory whose cleanup is guaranteed: the processes it spawned
   and any process still running from inside it are killed by PID, every mount below it is
   unmounted, the tree is removed, and /proc/mounts is checked to be clean;
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -21,12 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 
 MB = 1_000_000
+MIB = 1 << 20
 
 # The host cannot grant podman's default rlimits (no CAP_SYS_RESOURCE) and has no systemd: PEERS.md.
 PODMAN_CONF = """[containers]
@@ -279,6 +285,178 @@ class Podman:
             self.run_home.close()
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done (for clean-ups that must not be cut short).
+    Children started inside inherit the blocked mask, so they are not cut short either."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def close_all(*closers: Callable[[], object]) -> None:
+    """Call every closer, in order, even when one fails; then raise the first failure."""
+    first: BaseException | None = None
+    for close in closers:
+        try:
+            close()
+        except BaseException as e:  # noqa: B036 - re-raised below, after the others have run
+            first = first or e
+    if first is not None:
+        raise first
+
+
+_dockerd_serial = itertools.count()
+
+
+class Dockerd:
+    """A dockerd of our own, as in PEERS.md: started in a network namespace of its own (its bridge and
+    NAT, if any, stay in there), its data root and socket in a scratch directory (under parent, default
+    the temp dir), its exec root (containerd's state, the shims' bundles) in another directly under /run
+    (socket paths must stay short), and a docker client configuration of its own. The client is Debian's
+    20.10 docker (/usr/bin/docker) when present, else the first docker on PATH. extra_args go to dockerd
+    (e.g. --bridge=none --iptables=false when only --network none containers run). close() stops the
+    daemon cleanly (it stops its containerd), kills whatever is left inside its roots, and removes the
+    namespace and both directories. Raises BenchError when the daemon does not come up in time."""
+
+    def __init__(self, parent: Path | None = None, extra_args: Sequence[str] = (),
+                 timeout: float = 60) -> None:
+        self.netns = f"pallet-bench-dockerd-{os.getpid()}-{next(_dockerd_serial)}"
+        self.home = Scratch(prefix="pallet-bench-docker-", parent=parent)
+        self.exec_root: Scratch | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._netns_added = False
+        client = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker")
+        self.client = client or "docker"
+        self.sock = self / "docker.sock"
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.sock}", "DOCKER_CONFIG": str(self / "client")}
+        try:
+            (self / "client").mkdir()
+            self.exec_root = Scratch(prefix="pb-dockerd-", parent=Path("/run"))
+            run(["ip", "netns", "add", self.netns])
+            self._netns_added = True
+            run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+            with open(self / "dockerd.log", "wb") as log:
+                self.proc = self.home.spawn(
+                    ["nsenter", f"--net=/var/run/netns/{self.netns}", "dockerd", "-H", f"unix://{self.sock}",
+                     "--data-root", self / "data", "--exec-root", self.exec_root.path,
+                     "--pidfile", self.exec_root / "dockerd.pid", *extra_args],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            deadline = time.monotonic() + timeout
+            while subprocess.run([self.client, "version"], env=self.env, capture_output=True).returncode:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError(f"dockerd did not come up: {self.log_tail()}")
+                time.sleep(0.2)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Dockerd:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __truediv__(self, name: str) -> Path:
+        return self.home / name
+
+    def __call__(self, *args: str | Path, timeout: float = 600) -> str:
+        return run([self.client, *args], env=self.env, timeout=timeout)
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = (self / "dockerd.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
+
+    def close(self) -> None:
+        with signals_held():
+            close_all(self._stop, self._close_exec_root, self._del_netns, self.home.close)
+
+    def _stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # a clean stop unmounts its overlays and stops its containerd
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass  # the exec root's and home's clean-ups kill it, and what it started, by PID
+
+    def _close_exec_root(self) -> None:
+        if self.exec_root is not None:
+            self.exec_root.close()
+
+    def _del_netns(self) -> None:
+        if self._netns_added:
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+            if Path("/var/run/netns", self.netns).exists():
+                raise BenchError(f"network namespace {self.netns} is still there")
+
+
+# ---- containers ---------------------------------------------------------------------------------
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def processes_of(ids: Collection[str]) -> list[int]:
+    """PIDs that belong to the given containers (full 64-digit IDs): the ID is in the process's command
+    line (pallet's monitor, conmon and containerd-shim name it) or in its cgroup paths (the container's
+    own processes, under every engine's cgroupfs layout)."""
+    wanted = {i for i in ids if _FULL_ID.fullmatch(i)}
+    found: list[int] = []
+    if not wanted:
+        return found
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            text = Path(entry.path, "cmdline").read_bytes().decode(errors="replace")
+            text += Path(entry.path, "cgroup").read_text(errors="replace")
+        except OSError:
+            continue
+        if wanted.intersection(_FULL_ID.findall(text)):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_pids(pids: Collection[int], wait: float = 5) -> list[int]:
+    """SIGKILL each PID; return those still there after `wait` seconds (zombies count as gone)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + wait
+    while True:
+        left = [pid for pid in pids if _alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def vm_rss(pid: int) -> int:
+    """Resident set size of a process in bytes (VmRSS in /proc/PID/status, which counts KiB)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as e:
+        raise BenchError(f"process {pid} is gone: {e}")
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"process {pid} has no VmRSS (a kernel thread, or exiting)")
+
+
 # ---- output -------------------------------------------------------------------------------------
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -308,3 +486,7 @@ def fmt_ratio(a: float, b: float) -> str:
 
 def fmt_rate(bytes_per_second: float) -> str:
     return f"{bytes_per_second / MB:.0f} MB/s"
+
+
+def fmt_mib(size: float) -> str:
+    return f"{size / MIB:.1f} MiB"
