@@ -12,8 +12,9 @@ from pallet.errors import InvalidArgument
 
 class Parser(argparse.ArgumentParser):
     def __init__(self, prog: str, usage: str, description: str = "") -> None:
-        super().__init__(prog=prog, usage=f"{prog} {usage}", description=description, add_help=False,
-                         allow_abbrev=False)
+        super().__init__(
+            prog=prog, usage=f"{prog} {usage}", description=description, add_help=False, allow_abbrev=False
+        )
         self.add_argument("--help", action="help", help="Print usage")
 
     def error(self, message: str) -> NoReturn:
@@ -29,8 +30,16 @@ def requires(ns_value: list[str], prog: str, what: str, at_least: int = 1) -> No
     if len(ns_value) < at_least:
         raise InvalidArgument(
             f'"{prog}" requires at least {at_least} argument{"s" if at_least > 1 else ""}.\n'
-            f"See '{prog} --help'.\n\nUsage:  {prog} {what}")
+            f"See '{prog} --help'.\n\nUsage:  {prog} {what}"
+        )
 
 
 def out(text: str) -> None:
     sys.stdout.write(text)
+
+
+def confirm(warning: str) -> bool:
+    """docker's prune prompt: the warning, then "Are you sure you want to continue? [y/N] "."""
+    sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pallet.cli.args import Parser, out, requires
+from pallet.cli.args import Parser, confirm, out, requires
 from pallet.cli.units import ago, human_size
 from pallet.engine import images as verbs
 from pallet.engine.core import Engine
@@ -233,9 +233,7 @@ def image_prune(prog: str, args: list[str]) -> int:
             if ns.all
             else "WARNING! This will remove all dangling images."
         )
-        sys.stdout.write(warning + "\nAre you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        if not confirm(warning):
             return 0
     lines, freed = verbs.prune(Engine(), all_images=ns.all)
     if lines:

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from pallet.cli.args import Parser, out, requires
+from pallet.cli.args import Parser, confirm, out, requires
 from pallet.engine.core import Engine
 from pallet.errors import InvalidArgument, PalletError
 
@@ -252,7 +252,7 @@ def rm(prog: str, args: list[str]) -> int:
     requires(ns.containers, prog, _USAGE)
     from pallet.engine import lifecycle
 
-    return _each(ns.containers, lambda e, ref: lifecycle.remove(e, ref, force=ns.force))
+    return _each(ns.containers, lambda e, ref: lifecycle.remove(e, ref, force=ns.force, volumes=ns.volumes))
 
 
 def container_prune(prog: str, args: list[str]) -> int:
@@ -273,12 +273,8 @@ def container_prune(prog: str, args: list[str]) -> int:
         raise InvalidArgument(str(e)) from None
     if len(until) > 1:
         raise InvalidArgument("more than one until filter specified")
-    if not ns.force:
-        out("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
-            return 0
+    if not ns.force and not confirm("WARNING! This will remove all stopped containers."):
+        return 0
     label_filters = {k: v for k, v in parsed.items() if k in ("label", "label!")}
     deleted, reclaimed = prune_containers(
         Engine(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from pallet.cli.args import Parser, out, requires
+from pallet.cli.args import Parser, confirm, out, requires
 from pallet.cli.units import human_size
 from pallet.engine import volumes as verbs
 from pallet.engine.core import Engine
@@ -118,14 +118,10 @@ def prune(prog: str, args: list[str]) -> int:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--filter", action="append", default=[])
     ns = p.parse(args)
-    if not ns.force:
-        sys.stdout.write(
-            "WARNING! This will remove anonymous local volumes not used by at least one container.\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not ns.force and not confirm(
+        "WARNING! This will remove anonymous local volumes not used by at least one container."
+    ):
+        return 0
     from pallet.engine.filters import parse_filters
 
     names, freed = verbs.prune(

@@ -110,8 +110,8 @@ def create(
     plan = _Plan(spec, str(bundle), view, prog, prog_flags, (stdin, stdout, stderr), console_fd)
 
     linux.set_child_subreaper()  # so that B, orphaned when A exits, becomes our child
-    sync_r, sync_w = _pipe()
-    start_r, start_w = _pipe()
+    sync_r, sync_w = process.pipe_above_stdio()
+    start_r, start_w = process.pipe_above_stdio()
     pid_a = os.fork()
     if pid_a == 0:
         os.close(sync_r)
@@ -154,21 +154,6 @@ def delete(bundle: Path | str, container_id: str) -> None:
     except FileNotFoundError:
         spec = {}
     cgroups.remove(_cgroups_path(spec, container_id))
-
-
-def _pipe() -> tuple[int, int]:
-    """A CLOEXEC pipe whose ends are never 0..2 (a daemonized caller may have closed those), so that B's
-    dup2 of the container's stdio can't clobber them."""
-    r, w = os.pipe()
-    return _above_stdio(r), _above_stdio(w)
-
-
-def _above_stdio(fd: int) -> int:
-    if fd >= 3:
-        return fd
-    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    os.close(fd)
-    return high
 
 
 def _read_reports(fd: int) -> tuple[int, list[str], str | None]:
@@ -250,7 +235,7 @@ def _stage_a(plan: _Plan, sync_w: int, start_r: int) -> NoReturn:
         # its cgroup namespace (B unshares that once it is in its cgroup): B does those two itself.
         _enter_namespaces(lx.get("namespaces") or [], skip=("mount", "cgroup"))
         stage = "fork"
-        join_r, join_w = _pipe()
+        join_r, join_w = process.pipe_above_stdio()
         pid = os.fork()
         if pid == 0:
             os.close(join_w)

@@ -25,7 +25,6 @@ import fcntl
 import json
 import os
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -149,7 +148,7 @@ def _prepare(
     proc = dict(spec.get("process") or {})
     plan = _Plan()
     plan.args = list(args)
-    plan.env = merge_env(list(proc.get("env") or []), env or [])
+    plan.env = process.merge_env(list(proc.get("env") or []), env or [])
     plan.cwd = cwd or proc.get("cwd") or "/"
     plan.user = dict(proc.get("user") or {})
     if user:
@@ -186,20 +185,6 @@ def _prepare(
             os.close(fd)
         raise
     return plan
-
-
-def merge_env(base: Sequence[str], extra: Sequence[str]) -> list[str]:
-    """docker's merge: a later KEY=value replaces the earlier one in place."""
-    merged: list[str] = []
-    index: dict[str, int] = {}
-    for item in [*base, *extra]:
-        key = item.split("=", 1)[0]
-        if key in index:
-            merged[index[key]] = item
-        else:
-            index[key] = len(merged)
-            merged.append(item)
-    return merged
 
 
 def host_bounding_capabilities() -> list[str]:
@@ -261,22 +246,8 @@ def _cgroup_join_files(pid: int) -> list[str]:
     return files
 
 
-def _pipe() -> tuple[int, int]:
-    """A close-on-exec pipe whose ends are never 0..2, so that P's dup2 onto stdio can't clobber them."""
-    r, w = os.pipe()
-    return _above_stdio(r), _above_stdio(w)
-
-
-def _above_stdio(fd: int) -> int:
-    if fd >= 3:
-        return fd
-    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    os.close(fd)
-    return high
-
-
 def _spawn(plan: _Plan, pid_ns: int | None, stdio: tuple[int | None, int, int]) -> int:
-    report_r, report_w = _pipe()
+    report_r, report_w = process.pipe_above_stdio()
     own_pid_ns = None
     try:
         if pid_ns is not None:

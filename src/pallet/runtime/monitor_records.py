@@ -130,6 +130,7 @@ def record_end(spec: Mapping[str, Any], exit_info: dict[str, Any], error: str, c
         print(f"unmounting the rootfs: {e}", file=sys.stderr)
     conn = conn or _db(spec)
     cid = spec["container_id"]
+    _release(spec, conn)
     if spec["auto_remove"]:
         import shutil
 
@@ -151,6 +152,20 @@ def record_end(spec: Mapping[str, Any], exit_info: dict[str, Any], error: str, c
     if rec is not None and rec.state.get("Health") is not None:
         state["Health"] = stopped(rec.state["Health"])
     containers.update_state(conn, cid, **state)
+
+
+def _release(spec: Mapping[str, Any], conn: Any) -> None:
+    """The container's network and volume mounts (and with --rm its anonymous volumes), before the
+    record says it stopped: see engine/container_release.py."""
+    if "state_root" not in spec:
+        return  # a monitor started before this existed
+    from pathlib import Path
+
+    from pallet.engine.container_release import release
+    from pallet.state.paths import StatePaths
+
+    paths = StatePaths(Path(spec["state_root"]), Path(spec["state_runroot"]))
+    release(paths, conn, spec["container_id"], remove_anonymous=bool(spec["auto_remove"]))
 
 
 def restart_cancelled(spec: Mapping[str, Any]) -> bool:

@@ -134,3 +134,34 @@ def _die(code: int, message: str) -> NoReturn:
         os.write(2, message.encode() + b"\n")
     finally:
         os._exit(code)
+
+
+def pipe_above_stdio() -> tuple[int, int]:
+    """A close-on-exec pipe whose ends are never 0..2 (a daemonized caller may have closed those),
+    so that a child's dup2 of the container's stdio can't clobber them."""
+    r, w = os.pipe()
+    return _above_stdio(r), _above_stdio(w)
+
+
+def _above_stdio(fd: int) -> int:
+    if fd >= 3:
+        return fd
+    import fcntl
+
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return high
+
+
+def merge_env(base: Sequence[str], env: Sequence[str]) -> list[str]:
+    """Docker's env merge: later entries replace earlier ones with the same key, order kept."""
+    merged: list[str] = []
+    index: dict[str, int] = {}
+    for item in [*base, *env]:
+        key = item.split("=", 1)[0]
+        if key in index:
+            merged[index[key]] = item
+        else:
+            index[key] = len(merged)
+            merged.append(item)
+    return merged

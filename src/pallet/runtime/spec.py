@@ -15,6 +15,8 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pallet.runtime.process import merge_env
+
 OCI_VERSION = "1.1.0"  # crun 1.8 (Debian 12) rejects 1.2.x; nothing here needs more
 DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
@@ -193,20 +195,6 @@ def seccomp_for(
     if syscalls:
         out["syscalls"] = syscalls
     return out
-
-
-def _merge_env(base: list[str], env: Sequence[str]) -> list[str]:
-    """Docker's env merge: later entries replace earlier ones with the same key, order kept."""
-    merged: list[str] = []
-    index: dict[str, int] = {}
-    for item in [*base, *env]:
-        key = item.split("=", 1)[0]
-        if key in index:
-            merged[index[key]] = item
-        else:
-            index[key] = len(merged)
-            merged.append(item)
-    return merged
 
 
 def _thermal_throttle_paths() -> list[str]:
@@ -403,7 +391,7 @@ def default_spec(
         "terminal": terminal,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional},
         "args": list(args),
-        "env": _merge_env(base_env, env),
+        "env": merge_env(base_env, env),
         "cwd": cwd or "/",
         "capabilities": {"bounding": caps, "effective": list(caps), "permitted": list(caps)},
         "rlimits": list(limits.values()),
