@@ -85,7 +85,7 @@ def inspect(p: Pallet, *args: str) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_key_sets_are_dockers(busybox: Pallet) -> None:
-    busybox("create", "--name", "c1", "-l", "a=b", "busybox", "sh", "-c", "echo hi")
+    busybox("create", "--name", "c1", "--network", "none", "-l", "a=b", "busybox", "sh", "-c", "echo hi")
     [data] = inspect(busybox, "c1")
     top = inspect_response_properties()
     assert set(data) == set(top) - {"SizeRw", "SizeRootFs"}

@@ -47,7 +47,8 @@ def test_filters(four: Pallet) -> None:
     up_id = p.out("inspect", "-f", "{{.Id}}", "up").strip()
     assert names(p, "-a", "-f", f"id={up_id[:8]}") == ["up"]
     assert names(p, "-a", "-f", "health=none") == ["up", "zero", "three", "made"]
-    assert names(p, "-a", "-f", "network=none") == ["up", "zero", "three", "made"]
+    assert names(p, "-a", "-f", "network=bridge") == ["up", "zero", "three", "made"]  # docker's default
+    assert names(p, "-a", "-f", "network=none") == []
     assert names(p, "-a", "-f", "network=host") == []
     assert names(p, "-a", "-f", "volume=/data") == []
     assert names(p, "-a", "-f", "before=three") == ["made"]
@@ -111,7 +112,7 @@ def test_columns_formats_and_limits(four: Pallet) -> None:
         "Status",
     ]
     assert [o["State"] for o in objects] == ["running", "exited", "exited", "created"]
-    assert objects[1]["Labels"] == "tier=db" and objects[1]["Networks"] == "none"
+    assert objects[1]["Labels"] == "tier=db" and objects[1]["Networks"] == "bridge"
     assert [json.loads(x)["Names"] for x in p.out("ps", "-a", "--format", "{{json .}}").splitlines()] == [
         "up", "zero", "three", "made"]  # fmt: skip
     assert names(p, "-n", "2") == ["up", "zero"]  # -n and -l include stopped containers

@@ -60,7 +60,7 @@ def test_stdout_stderr_and_namespaces(busybox: Pallet) -> None:
     lines = p.stdout.decode().split()
     assert lines[0] == "out" and lines[1] == "pid=1"
     assert len(lines[2]) == 12  # hostname = short container id
-    assert lines[3] == "1"  # a fresh network namespace: only lo
+    assert lines[3] == "2"  # its own network namespace on the default bridge: lo and eth0
     assert p.stderr == b"err\n"
     host_ns = {n: os.readlink(f"/proc/self/ns/{n}") for n in ("mnt", "uts", "ipc", "net", "pid")}
     p = sh(busybox, "for n in mnt uts ipc net pid; do readlink /proc/self/ns/$n; done")

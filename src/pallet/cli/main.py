@@ -65,6 +65,12 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "system": {"info": ("system", "info"), "df": ("system", "df"), "prune": ("system", "prune")},
     "builder": {"prune": ("build", "builder_prune"), "build": ("build", "build")},
+    "network": {
+        "create": ("networks", "create"), "ls": ("networks", "ls"), "list": ("networks", "ls"),
+        "inspect": ("networks", "inspect"), "rm": ("networks", "rm"), "remove": ("networks", "rm"),
+        "prune": ("networks", "prune"), "connect": ("networks", "connect"),
+        "disconnect": ("networks", "disconnect"),
+    },
     "volume": {
         "create": ("volumes", "create"), "ls": ("volumes", "ls"), "list": ("volumes", "ls"),
         "inspect": ("volumes", "inspect"), "rm": ("volumes", "rm"), "remove": ("volumes", "rm"),
@@ -86,6 +92,7 @@ Management Commands:
   builder     Manage builds
   container   Manage containers
   image       Manage images
+  network     Manage networks
   system      Manage pallet
   volume      Manage volumes
 

@@ -101,8 +101,12 @@ def networking(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         first["ip"] = ns.ip
     if ns.mac_address:
         first["mac"] = ns.mac_address
-    if len(flags) > 1 and any(f["name"] in ("host", "none") or f["name"].startswith("container:") for f in flags):
-        raise InvalidArgument("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+    if len(flags) > 1 and any(
+        f["name"] in ("host", "none") or f["name"].startswith("container:") for f in flags
+    ):
+        raise InvalidArgument(
+            "conflicting options: cannot attach both user-defined and non-user-defined network-modes"
+        )
     endpoints: dict[str, Any] = {}
     for f in flags:
         ep: dict[str, Any] = {}

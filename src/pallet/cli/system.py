@@ -115,7 +115,8 @@ def prune(prog: str, args: list[str]) -> int:
     from pallet.engine.system import prune as prune_all
 
     report = prune_all(Engine(), all_images=ns.all, volumes=ns.volumes)
-    sections = [("Deleted Containers:", report.containers), ("Deleted Volumes:", report.volumes),
+    sections = [("Deleted Containers:", report.containers), ("Deleted Networks:", report.networks),
+                ("Deleted Volumes:", report.volumes),
                 ("Deleted Images:", report.image_lines), ("Deleted build cache objects:", report.build_cache)]
     for title, lines in sections:
         if lines:

@@ -4,10 +4,11 @@ docker's defaults), the /etc files docker bind-mounts, and the working directory
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from pallet.engine.container_etc import write_atomic
+from pallet.engine.container_network import Attached
 from pallet.engine.core import Engine
 from pallet.state.containers import ContainerRecord
 
@@ -17,7 +18,23 @@ _TMPFS_FLAG_PAIRS = {"exec": "noexec", "suid": "nosuid", "dev": "nodev", "rw": "
 
 
 def write_bundle(engine: Engine, rec: ContainerRecord, target: Path) -> None:
-    """Write config.json beside the mounted rootfs `target`."""
+    """Write config.json beside the mounted rootfs `target`, with the container's network wired
+    (engine/container_network.py) and its volumes mounted. If this fails, the network is released."""
+    from pallet.engine import container_network
+
+    attached = container_network.attach(engine, rec)
+    try:
+        _write_spec(engine, rec, target, attached)
+    except BaseException:
+        container_network.release(engine.paths, engine.conn, rec.id)
+        if rec.config.get("MountPlan"):
+            from pallet.engine import container_mounts
+
+            container_mounts.release(engine.paths, engine.conn, rec.id)
+        raise
+
+
+def _write_spec(engine: Engine, rec: ContainerRecord, target: Path, attached: Attached) -> None:
     from pallet.engine import hostconfig, resources, security
     from pallet.engine.containers import lookup
     from pallet.runtime import rootfs, users
@@ -30,7 +47,13 @@ def write_bundle(engine: Engine, rec: ContainerRecord, target: Path) -> None:
     workdir = cfg.get("WorkingDir") or "/"
     rootfs.make_dir_in(target, workdir, user.uid, user.gid)
     shared, ns_paths, shm = hostconfig.namespaces(hc, lambda ref: lookup(engine, ref))
-    mounts = _write_etc_files(cdir, cfg, hc) + _tmpfs_mounts(hc.get("Tmpfs") or {})
+    if attached.netns_path:
+        ns_paths["network"] = attached.netns_path
+    mounts = attached.etc_mounts + _tmpfs_mounts(hc.get("Tmpfs") or {})
+    if rec.config.get("MountPlan"):
+        from pallet.engine import container_mounts
+
+        mounts += container_mounts.oci_mounts(engine, rec, target)
     env = list(cfg.get("Env") or [])
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
@@ -45,7 +68,7 @@ def write_bundle(engine: Engine, rec: ContainerRecord, target: Path) -> None:
         args=args,
         env=env,
         cwd=workdir,
-        hostname=cfg.get("Hostname") or rec.id[:12],
+        hostname=attached.hostname or cfg.get("Hostname") or rec.id[:12],
         domainname=cfg.get("Domainname") or "",
         user=(user.uid, user.gid, user.groups),
         terminal=bool(cfg.get("Tty")),
@@ -70,7 +93,7 @@ def write_bundle(engine: Engine, rec: ContainerRecord, target: Path) -> None:
         privileged=bool(hc.get("Privileged")),
         shm=shm,
     )
-    _write_atomic(cdir / "config.json", json.dumps(spec).encode())
+    write_atomic(cdir / "config.json", json.dumps(spec).encode())
 
 
 def _tmpfs_mounts(tmpfs: dict[str, str]) -> list[dict[str, Any]]:
@@ -84,65 +107,3 @@ def _tmpfs_mounts(tmpfs: dict[str, str]) -> list[dict[str, Any]]:
         mount = {"destination": dest, "type": "tmpfs", "source": "tmpfs"}
         out.append({**mount, "options": list(options.values())})
     return out
-
-
-def _write_etc_files(cdir: Path, cfg: dict[str, Any], hc: dict[str, Any]) -> list[dict[str, Any]]:
-    host_network = hc.get("NetworkMode") == "host"
-    hostname = cfg.get("Hostname") or ""
-    _write_atomic(cdir / "hostname", f"{hostname}\n".encode())
-    if host_network:
-        # Sharing the host's network: its /etc/hosts and resolver are the container's too.
-        hosts = _read_text("/etc/hosts")
-    else:
-        hosts = (
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-        )
-    if hosts and not hosts.endswith("\n"):
-        hosts += "\n"
-    for entry in hc.get("ExtraHosts") or []:
-        name, _, ip = entry.partition("=" if "=" in entry else ":")
-        hosts += f"{ip.removeprefix('[').removesuffix(']')}\t{name}\n"
-    _write_atomic(cdir / "hosts", hosts.encode())
-    if host_network:
-        _write_atomic(cdir / "resolv.conf", _read_text("/etc/resolv.conf").encode())
-    elif not (cdir / "resolv.conf").exists():
-        _write_atomic(cdir / "resolv.conf", _resolv_conf())
-    opts = ["rbind", "rprivate"]
-    return [
-        {"destination": f"/etc/{n}", "type": "bind", "source": str(cdir / n), "options": list(opts)}
-        for n in ("resolv.conf", "hostname", "hosts")
-    ]
-
-
-def _read_text(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def _resolv_conf() -> bytes:
-    # Without a network of its own the container gets the host's search/options but no
-    # nameserver that points at the host's loopback resolver (unreachable from its netns).
-    try:
-        lines = Path("/etc/resolv.conf").read_text().splitlines()
-    except OSError:
-        lines = []
-    kept = [
-        ln
-        for ln in lines
-        if ln.strip()
-        and not ln.startswith("#")
-        and not (ln.startswith("nameserver") and ("127." in ln or "::1" in ln))
-    ]
-    return ("\n".join(kept) + "\n").encode() if kept else b""
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)

@@ -82,7 +82,12 @@ def write(
     for name in ETC_FILES:
         source = cdir / name if shared_from is None or name == "hostname" else shared_from / name
         mounts.append(
-            {"destination": f"/etc/{name}", "type": "bind", "source": str(source), "options": ["rbind", "rprivate"]}
+            {
+                "destination": f"/etc/{name}",
+                "type": "bind",
+                "source": str(source),
+                "options": ["rbind", "rprivate"],
+            }
         )
     return mounts
 
@@ -104,4 +109,3 @@ def none_mode_files(hc: dict[str, Any], hostname: str, host_gateway: str | None)
         hostname=hostname, extra_hosts=list(hc.get("ExtraHosts") or []), host_gateway=host_gateway
     )
     return hosts, plain_resolv_conf(hc)
-

@@ -56,7 +56,8 @@ def plan(engine: Engine, hc: dict[str, Any], networking_config: dict[str, Any] |
     """Check the requested networks at create; returns the record keys to store (NetworkingConfig
     and NetworkSettings), empty for none/host/container: modes."""
     mode = str(hc.get("NetworkMode"))
-    wanted: dict[str, Any] = dict((networking_config or {}).get("EndpointsConfig") or {})
+    given = (networking_config or {}).get("EndpointsConfig") or {}
+    wanted: dict[str, Any] = {("bridge" if k == "default" else k): v for k, v in given.items()}
     if not uses_bridge(mode):
         for name, cfg in wanted.items():
             if name != mode or any((cfg or {}).get(k) for k in ("IPAMConfig", "Aliases", "MacAddress")):
@@ -72,7 +73,7 @@ def plan(engine: Engine, hc: dict[str, Any], networking_config: dict[str, Any] |
     drv.ensure_predefined()
     endpoints: dict[str, Any] = {}
     for name in [mode, *(n for n in wanted if n != mode)]:
-        net = _network(drv, name)
+        net = bridge_network(drv, name)
         cfg = endpoint_config(net, wanted.get(name) or {})
         endpoints[net.name] = cfg
     networks = {name: idle_endpoint(cfg) for name, cfg in endpoints.items()}
@@ -81,14 +82,15 @@ def plan(engine: Engine, hc: dict[str, Any], networking_config: dict[str, Any] |
     return {"NetworkingConfig": {"EndpointsConfig": endpoints}, "NetworkSettings": {"Networks": networks}}
 
 
-def _network(drv: BridgeDriver, ref: str) -> NetworkRecord:
+def bridge_network(drv: BridgeDriver, ref: str) -> NetworkRecord:
     try:
         net = drv.get(ref)
     except NotFound:
         raise NotFound(f"network {ref} not found") from None
     if net.driver != "bridge":
         raise InvalidArgument(
-            "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+            "container cannot be connected to multiple networks with one of the networks in private "
+            "(none) mode"
             if net.driver == "null"
             else "container cannot be disconnected from host network or connected to host network"
         )
@@ -105,7 +107,9 @@ def endpoint_config(net: NetworkRecord, given: dict[str, Any]) -> dict[str, Any]
         if ip:
             raise InvalidArgument("user specified IP address is supported on user defined networks only")
         if aliases:
-            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+            raise InvalidArgument(
+                "network-scoped alias is supported only for containers in user defined networks"
+            )
     if ip:
         from ipaddress import IPv4Address
 
@@ -119,7 +123,9 @@ def endpoint_config(net: NetworkRecord, given: dict[str, Any]) -> dict[str, Any]
         except ValueError:
             raise InvalidArgument(f"invalid IPv4 address: {ip}") from None
         if net.ipam is None or addr not in net.ipam.subnet:
-            raise InvalidArgument(f"Invalid address {ip}: It does not belong to any of this network's subnets")
+            raise InvalidArgument(
+                f"Invalid address {ip}: It does not belong to any of this network's subnets"
+            )
     if mac:
         from pallet.network.bridge import _MAC
 
@@ -168,10 +174,14 @@ def attach(engine: Engine, rec: ContainerRecord) -> Attached:
     hostname = cfg.get("Hostname") or rec.id[:12]
     if mode == "host":
         hosts, resolv = container_etc.host_mode_files(hc, _host_gateway(engine, hc))
-        return Attached(None, container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv), hostname)
+        return Attached(
+            None, container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv), hostname
+        )
     if mode == "none":
         hosts, resolv = container_etc.none_mode_files(hc, hostname, _host_gateway(engine, hc))
-        return Attached(None, container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv), hostname)
+        return Attached(
+            None, container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv), hostname
+        )
     if mode.startswith("container:"):
         return _join_other(engine, rec, mode.split(":", 1)[1])
     drv = driver(engine)
@@ -184,7 +194,10 @@ def attach(engine: Engine, rec: ContainerRecord) -> Attached:
         settings = _connect_all(engine, drv, rec, ns_path)
         first = next(iter(settings["Networks"]), None)
         hosts = drv.hosts(
-            rec.id, hostname=hostname, domainname=cfg.get("Domainname") or "", extra_hosts=hc.get("ExtraHosts") or ()
+            rec.id,
+            hostname=hostname,
+            domainname=cfg.get("Domainname") or "",
+            extra_hosts=hc.get("ExtraHosts") or (),
         )
         resolv = _resolv_conf(drv, first, hc)
         mounts = container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv)
@@ -201,7 +214,10 @@ def _resolv_conf(drv: BridgeDriver, first: str | None, hc: dict[str, Any]) -> st
     net = drv.get(first) if first else None
     if net is not None and net.user_defined:
         return drv.resolv_conf(
-            net.id, dns=hc.get("Dns") or (), dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or ()
+            net.id,
+            dns=hc.get("Dns") or (),
+            dns_search=hc.get("DnsSearch") or (),
+            dns_options=hc.get("DnsOptions") or (),
         )
     return container_etc.plain_resolv_conf(hc)
 
@@ -246,13 +262,18 @@ def _connect_all(engine: Engine, drv: BridgeDriver, rec: ContainerRecord, ns_pat
     """Attach every configured network, publish the ports on the first one with a way out; return
     NetworkSettings."""
     hc = rec.config["HostConfig"]
-    wanted = ((rec.config.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {}
-    if not wanted:  # a record made before networks existed: its NetworkMode network
+    if "NetworkingConfig" in rec.config:
+        wanted = (rec.config["NetworkingConfig"] or {}).get("EndpointsConfig") or {}
+    else:  # a record made before networks existed: its NetworkMode network
         wanted = {str(hc.get("NetworkMode")): {}}
+    if not wanted:  # disconnected from every network: loopback only, as docker leaves it
+        from pallet.network import links
+
+        links.loopback_up(ns_path)
     networks: dict[str, Any] = {}
     attached: list[tuple[NetworkRecord, EndpointRecord, dict[str, Any]]] = []
     for name, cfg in wanted.items():
-        net = _network(drv, cfg.get("NetworkID") or name)
+        net = bridge_network(drv, cfg.get("NetworkID") or name)
         ep = drv.connect(
             net.id,
             rec.id,

@@ -71,6 +71,17 @@ def create(
     if not config.get("Cmd") and not config.get("Entrypoint"):
         raise InvalidArgument("No command specified")
     host_config, found = hostconfig.complete(given, body, lambda ref: lookup(engine, ref))
+    from pallet.engine import container_network
+
+    # Everything is checked before anything is made: a refused request leaves no volume behind.
+    extra = container_network.plan(engine, host_config, body.get("NetworkingConfig"))
+    plan = None
+    if config.get("Volumes") or any(host_config.get(k) for k in ("Binds", "Mounts", "VolumesFrom")):
+        from pallet.engine import container_mounts
+
+        entries, plan = container_mounts.plan(engine, config, host_config, lambda ref: lookup(engine, ref))
+        extra["MountPlan"] = entries
+        extra["Mounts"] = container_mounts.mount_points(engine.paths, entries)
     if warnings is not None:
         warnings += found
     cid = secrets.token_hex(32)
@@ -85,15 +96,24 @@ def create(
         image.id,
         image_name,
         now_rfc3339(),
-        {"Config": config, "HostConfig": host_config},
+        {"Config": config, "HostConfig": host_config, **extra},
         initial_state(),
     )
     cdir = engine.paths.container_dir(cid)
     cdir.mkdir(parents=True)
+    made: list[str] = []
     try:
+        if plan is not None:
+            from pallet.engine import container_mounts
+
+            made = container_mounts.create_volumes(engine, plan)
         _insert_named(engine, rec, name)
     except BaseException:
         shutil.rmtree(cdir, ignore_errors=True)
+        if made:
+            from pallet.engine import container_mounts
+
+            container_mounts.remove_volumes(engine.paths, engine.conn, made)
         raise
     return cid
 
@@ -156,7 +176,7 @@ def merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
         "Env": env,
         "Cmd": cmd or None,
         "Image": body.get("Image"),
-        "Volumes": body.get("Volumes") or image.get("Volumes"),
+        "Volumes": {**(image.get("Volumes") or {}), **(body.get("Volumes") or {})} or None,
         "WorkingDir": body.get("WorkingDir") or image.get("WorkingDir") or "",
         "Entrypoint": entrypoint or None,
         "OnBuild": image.get("OnBuild"),

@@ -97,7 +97,14 @@ def refresh(engine: Engine, rec: ContainerRecord) -> ContainerRecord:
         rootfs.unmount(engine.paths.container_dir(rec.id) / "rootfs")
     except OSError:
         pass
+    _release(engine, rec.id)  # the dead monitor could not give back its network and volumes
     return rec
+
+
+def _release(engine: Engine, cid: str, *, remove_anonymous: bool = False) -> None:
+    from pallet.engine.container_release import release
+
+    release(engine.paths, engine.conn, cid, remove_anonymous=remove_anonymous)
 
 
 # ---- start -----------------------------------------------------------------------------------
@@ -144,6 +151,7 @@ def _undo_start(engine: Engine, rec: ContainerRecord, error: str) -> None:
         rootfs.unmount(engine.paths.container_dir(rec.id) / "rootfs")
     except OSError:
         pass
+    _release(engine, rec.id)
     never_started = str(rec.state.get("StartedAt", "")).startswith("0001")
     records.update_state(
         engine.conn,
@@ -379,7 +387,9 @@ def rename(engine: Engine, ref: str, new_name: str) -> None:
         ) from None
 
 
-def remove(engine: Engine, ref: str, *, force: bool = False) -> str:
+def remove(engine: Engine, ref: str, *, force: bool = False, volumes: bool = False) -> str:
+    """docker rm: with `force` a running container is killed first; with `volumes` (-v) its
+    anonymous volumes go too."""
     rec = lookup(engine, ref)
     with container_lock(engine, rec.id):
         rec = refresh(engine, rec)
@@ -395,7 +405,7 @@ def remove(engine: Engine, ref: str, *, force: bool = False) -> str:
             _signal(engine, rec, int(signal.SIGKILL))
             if not _wait_stopped(engine, rec.id, KILL_WAIT):
                 raise PalletError(f'cannot remove container "/{rec.name}": could not kill container')
-        _cleanup(engine, rec)
+        _cleanup(engine, rec, remove_anonymous=volumes)
         records.delete(engine.conn, rec.id)
     return ref
 
@@ -411,10 +421,13 @@ def kill_and_wait(engine: Engine, rec: ContainerRecord, timeout: float = KILL_WA
     rootfs.unmount(engine.paths.container_dir(rec.id) / "rootfs")
 
 
-def _cleanup(engine: Engine, rec: ContainerRecord) -> None:
+def _cleanup(engine: Engine, rec: ContainerRecord, *, remove_anonymous: bool = False) -> None:
     """Everything a container leaves on the host: the runtime's state, its cgroups (and any
-    process still in them: a monitor that died leaves those), the rootfs mount, its files."""
+    process still in them: a monitor that died leaves those), its network and volume mounts, the
+    rootfs mount, its files."""
     from pallet.runtime import cgroups, rootfs
+
+    _release(engine, rec.id, remove_anonymous=remove_anonymous)
 
     cdir = engine.paths.container_dir(rec.id)
     runtime = rec.config["HostConfig"].get("Runtime") or "pallet"

@@ -52,6 +52,9 @@ def prepare(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
         "runtime": "builtin" if runtime == "pallet" else runtime,
         "runtime_root": str(engine.paths.runroot / "runtimes" / runtime),
         "db_path": str(engine.paths.db),
+        # root and runroot: the exit path gives back the network and volumes (container_release.py)
+        "state_root": str(engine.paths.root),
+        "state_runroot": str(engine.paths.runroot),
         "log_path": str(cdir / f"{rec.id}-json.log"),
         "log": log.to_json() if log is not None else None,
         "rootfs": str(target),

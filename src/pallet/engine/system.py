@@ -104,6 +104,7 @@ def is_active(state: dict[str, Any]) -> bool:
 @dataclass
 class PruneReport:
     containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     image_lines: list[str] = field(default_factory=list)  # "untagged: ..." / "deleted: sha256:..."
     build_cache: list[str] = field(default_factory=list)
@@ -114,13 +115,16 @@ def prune(engine: Engine, *, all_images: bool, volumes: bool) -> PruneReport:
     """Stopped containers, then (with `volumes`) unused anonymous volumes, then dangling images
     (every image no container uses with `all_images`), then unused build cache (all of it with
     `all_images`): docker's order, so that what the removed containers held is free for the later
-    steps. Networks are not pruned here yet (see the report)."""
+    steps. Unused user-defined networks go right after the containers, as in docker."""
     from pallet.engine import images
     from pallet.engine.prune import prune_containers
 
     report = PruneReport()
     report.containers, space = prune_containers(engine)
     report.reclaimed += space
+    from pallet.engine import networks
+
+    report.networks = networks.prune(engine)
     if volumes:
         from pallet.engine import volumes as volume_verbs
 
