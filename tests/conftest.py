@@ -147,7 +147,8 @@ class Pallet:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = {**os.environ, "PALLET_ROOT": str(root)}
+        # No DNS upstream: no container of a test ever sends a query off the machine (PEERS.md).
+        self.env = {**os.environ, "PALLET_ROOT": str(root), "PALLET_DNS_UPSTREAMS": ""}
         self.env.pop("PALLET_RUNROOT", None)
 
     def __call__(

@@ -26,7 +26,7 @@ from monitor_helpers import (
     wait_for,
 )
 
-from conftest import PALLET, Pallet, needs_root
+from conftest import PALLET, Pallet, mounts_under, needs_root
 from pallet.runtime import oom, stream
 
 pytestmark = [needs_root(), pytest.mark.integration]
@@ -81,6 +81,9 @@ def test_everything_killed_like_a_reboot(runtime_busybox: Pallet) -> None:
     kill9(monitor_pid(p, cid))
     kill9(pid)
     wait_for(lambda: not alive(pid), message="the container's process gone")
+    # a reboot takes every mount under the run dir along (the network namespace pins are mounts)
+    for mp in mounts_under(p.root / "run")[::-1]:
+        subprocess.run(["umount", "-l", mp], check=True)
     shutil.rmtree(p.root / "run")
     assert p.out("ps", "-a", "--format", "{{.Names}} {{.State}}") == "survivor exited\n"
     st = state(p, "survivor")

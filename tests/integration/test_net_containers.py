@@ -242,3 +242,28 @@ def test_crash_leaves_nothing_that_blocks_the_next_run(net: Pallet) -> None:
     p("rm", "-f", "again")
     p("start", "victim")
     assert http_get(f"http://127.0.0.1:{port}/") == "hello\n"
+
+
+def test_none_host_and_container_modes(net: Pallet) -> None:
+    p = net
+    out = p.out("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
+    assert out.count("\n") == 1 and out.startswith("1: lo: <LOOPBACK,UP,LOWER_UP>")  # lo only, up, as docker
+    assert netns_files(p.root) == []  # its namespace went with it
+    with open("/proc/net/dev") as f:
+        host_links = sum(1 for line in f if ":" in line)
+    out = p.out("run", "--rm", "--network", "host", "busybox", "sh", "-c", "cat /proc/net/dev | grep -c :")
+    assert int(out) == host_links
+    cid = web(p, "base", "--network", "none")
+    out = p.out(
+        "run",
+        "--rm",
+        "--network",
+        "container:base",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; wget -qO- http://127.0.0.1/",
+    )
+    assert out == f"{cid[:12]}\nhello\n"  # its hostname and its loopback
+    proc = p("run", "--rm", "--network", "container:base", "-p", "80:80", "busybox", "true", check=False)
+    assert proc.returncode == 125 and b"conflicting options: port publishing" in proc.stderr

@@ -96,7 +96,8 @@ def test_ulimit_over_host_hard_limit_is_clamped(runtime_busybox: Pallet) -> None
 
 
 def test_hosts_and_shm(runtime_busybox: Pallet) -> None:
-    proc = sh(runtime_busybox, "tail -n 2 /etc/hosts; df -k /dev/shm | tail -n 1",
+    # --add-host lines, then (docker's order) the container's own address on its network: last
+    proc = sh(runtime_busybox, "tail -n 3 /etc/hosts | head -n 2; df -k /dev/shm | tail -n 1",
               "--add-host", "db:10.1.2.3", "--add-host", "v6=[2001:db8::1]", "--shm-size", "2m")  # fmt: skip
     lines = proc.stdout.decode().splitlines()
     assert lines[:2] == ["10.1.2.3\tdb", "2001:db8::1\tv6"]

@@ -158,3 +158,16 @@ def test_bad_input_creates_nothing(net: Pallet) -> None:
         assert message in proc.stderr, (args, proc.stderr)
     assert p.out("ps", "-aq") == ""
     assert volumes(p) == []
+
+
+def test_volume_rm_force(net: Pallet) -> None:
+    p = net
+    p("run", "-d", "--name", "live", "-v", "busy:/b", "busybox", "sleep", "60")
+    proc = p("volume", "rm", "-f", "busy", check=False)
+    assert proc.returncode == 1 and b"in use by a running container" in proc.stderr
+    p("stop", "-t", "0", "live")
+    assert p("volume", "rm", "busy", check=False).returncode == 1  # a stopped user still counts
+    p("volume", "rm", "-f", "busy")  # ... unless forced
+    assert volumes(p) == []
+    p("start", "live")  # its volume is made again, empty
+    assert volumes(p) == ["busy"]

@@ -73,7 +73,7 @@ def run(prog: str, args: list[str]) -> int:
     except PalletError as e:
         if ns.rm:
             try:
-                lifecycle.remove(engine, cid, force=True)
+                lifecycle.remove(engine, cid, force=True, volumes=True)  # --rm: anonymous volumes too
             except PalletError:
                 pass
         e.exit_code = 125

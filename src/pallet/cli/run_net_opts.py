@@ -152,11 +152,11 @@ def _port_key(text: str, proto: str) -> list[str]:
 def ports(publish: list[str], expose: list[str]) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
     """(Config.ExposedPorts, HostConfig.PortBindings) as nat.ParsePortSpecs makes them: every
     published port is exposed too; HostIp "" means every address, HostPort "" picks a free port."""
-    from pallet.network.ports import parse_publish
-
     exposed: dict[str, Any] = {}
     bindings: dict[str, list[dict[str, str]]] = {}
     for spec in publish:
+        from pallet.network.ports import parse_publish
+
         for req in parse_publish(spec):
             key = f"{req.container_port}/{req.proto}"
             exposed[key] = {}

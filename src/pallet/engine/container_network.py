@@ -179,9 +179,8 @@ def attach(engine: Engine, rec: ContainerRecord) -> Attached:
         )
     if mode == "none":
         hosts, resolv = container_etc.none_mode_files(hc, hostname, _host_gateway(engine, hc))
-        return Attached(
-            None, container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv), hostname
-        )
+        mounts = container_etc.write(cdir, hostname=hostname, hosts=hosts, resolv=resolv)
+        return Attached(str(_loopback_only(engine, rec)), mounts, hostname)
     if mode.startswith("container:"):
         return _join_other(engine, rec, mode.split(":", 1)[1])
     drv = driver(engine)
@@ -206,6 +205,25 @@ def attach(engine: Engine, rec: ContainerRecord) -> Attached:
         release_container(engine.paths, engine.conn, rec.id, drv=drv)
         raise
     return Attached(str(ns_path), mounts, hostname)
+
+
+def _loopback_only(engine: Engine, rec: ContainerRecord) -> Path:
+    """--network none: a namespace of its own with lo up, as docker gives it (pinned like a bridge
+    container's, so that `container:` joiners and inspect's SandboxKey find it)."""
+    from pallet.network import links, netns
+
+    ns_path = netns.netns_path(engine.paths.runroot, rec.id)
+    if ns_path.exists():
+        netns.delete(ns_path)  # what a crashed earlier run left
+    ns_path = netns.create(engine.paths.runroot, rec.id)
+    try:
+        links.loopback_up(ns_path)
+        sandbox = {"SandboxID": secrets.token_hex(32), "SandboxKey": str(ns_path)}
+        records.update(engine.conn, rec.id, top={"NetworkSettings": sandbox})
+    except BaseException:
+        netns.delete(ns_path)
+        raise
+    return ns_path
 
 
 def _resolv_conf(drv: BridgeDriver, first: str | None, hc: dict[str, Any]) -> str:
@@ -372,8 +390,8 @@ def release(paths: StatePaths, conn: sqlite3.Connection, cid: str) -> None:
     namespace. Idempotent; cheap for none/host/container: containers (no network module loaded)."""
     rec = records.get(conn, cid)
     mode = str((rec.config.get("HostConfig") or {}).get("NetworkMode") or "") if rec else ""
-    if rec is not None and not uses_bridge(mode):
-        return
+    if rec is not None and mode != "none" and not uses_bridge(mode):
+        return  # host and container: modes hold nothing of their own
     release_container(paths, conn, cid)
     if rec is not None:
         _clear_runtime_settings(conn, cid)

@@ -53,7 +53,9 @@ def list_volumes(engine: Engine, filters: dict[str, list[str]]) -> list[VolumeRe
 
 
 def remove(engine: Engine, name: str, *, force: bool = False) -> None:
-    from pallet.errors import NotFound
+    """`volume rm`: refused while a container uses the volume; with -f only while a running one does
+    (a stopped container that mounted it gets a fresh, empty one at its next start)."""
+    from pallet.errors import Conflict, NotFound
 
     try:
         rec = volumes.get(engine.conn, name)
@@ -61,7 +63,14 @@ def remove(engine: Engine, name: str, *, force: bool = False) -> None:
         if force:
             return
         raise
-    volumes.delete(engine.conn, name)
+    if force:
+        from pallet.state import containers as records
+
+        found = [records.get(engine.conn, cid) for cid in volumes.users(engine.conn, name)]
+        running = [r.id for r in found if r is not None and r.state.get("Running")]
+        if running:
+            raise Conflict(f"remove {name}: volume is in use by a running container - [{', '.join(running)}]")
+    volumes.delete(engine.conn, name, force=force)
     local.remove(engine.paths.volumes, rec)
 
 

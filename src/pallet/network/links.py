@@ -242,12 +242,25 @@ def configure_container_side(
         idx = _index(ipr, ifname)
         if idx is None:
             raise LinkError(f"{ifname} is missing inside {netns_path}")
+        # IPv4-only networks: no IPv6 on the interface (no link-local address, router solicitations or
+        # MLD reports on the bridge), as docker does for a network without IPv6.
+        netns.run_in(netns_path, lambda: _disable_ipv6_here(ifname))
         ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
         ipr.link("set", index=idx, state="up")
         if gateway is None or _has_default_route(ipr):
             return False
         ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
         return True
+
+
+def _disable_ipv6_here(ifname: str) -> None:
+    """net.ipv6.conf.<ifname>.disable_ipv6=1 in the calling thread's namespace (/proc/sys/net is the
+    opener's namespace); nothing to do on a host without IPv6."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
+            f.write("1\n")
+    except FileNotFoundError:
+        pass
 
 
 def ensure_default_route(netns_path: Path, ifname: str, gateway: IPv4Address) -> bool:
@@ -281,8 +294,19 @@ def _up(ipr: IPRoute, name: str) -> None:
 
 
 def loopback_up(netns_path: Path) -> None:
-    with netns_netlink(netns_path) as ipr:
-        _up(ipr, "lo")
+    """lo up inside the namespace at netns_path (docker's `none` network: loopback only, but up)."""
+    netns.run_in(netns_path, loopback_up_here)
+
+
+def loopback_up_here() -> None:
+    """lo up in the calling thread's network namespace, by ioctl: no netlink library needed."""
+    import fcntl
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), siocgifflags, req))[1]
+        fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH22x", b"lo", flags | iff_up))
 
 
 def has_default_route(netns_path: Path) -> bool:

@@ -159,13 +159,10 @@ def _release(spec: Mapping[str, Any], conn: Any) -> None:
     record says it stopped: see engine/container_release.py."""
     if "state_root" not in spec:
         return  # a monitor started before this existed
-    from pathlib import Path
+    from pallet.engine.container_release import release_after_exit
 
-    from pallet.engine.container_release import release
-    from pallet.state.paths import StatePaths
-
-    paths = StatePaths(Path(spec["state_root"]), Path(spec["state_runroot"]))
-    release(paths, conn, spec["container_id"], remove_anonymous=bool(spec["auto_remove"]))
+    root, runroot = spec["state_root"], spec["state_runroot"]
+    release_after_exit(root, runroot, conn, spec["container_id"], remove_anonymous=bool(spec["auto_remove"]))
 
 
 def restart_cancelled(spec: Mapping[str, Any]) -> bool:

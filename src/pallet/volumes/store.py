@@ -139,8 +139,10 @@ def users(conn: sqlite3.Connection, name: str) -> list[str]:
 
 
 def delete(conn: sqlite3.Connection, name: str, *, force: bool = False) -> None:
+    """Remove the record; refused while a container mounts the volume, unless `force` (the caller
+    then checked that none of them runs)."""
     with db.write(conn) as c:
         used = users(c, name)
-        if used:
+        if used and not force:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(used)}]")
         c.execute("DELETE FROM volumes WHERE name=?", (name,))
