@@ -267,3 +267,33 @@ def test_none_host_and_container_modes(net: Pallet) -> None:
     assert out == f"{cid[:12]}\nhello\n"  # its hostname and its loopback
     proc = p("run", "--rm", "--network", "container:base", "-p", "80:80", "busybox", "true", check=False)
     assert proc.returncode == 125 and b"conflicting options: port publishing" in proc.stderr
+
+
+def test_several_networks_short_id_and_dns_flags(net: Pallet) -> None:
+    p = net
+    p("network", "create", "--subnet", "10.128.1.0/24", "one")
+    p("network", "create", "--subnet", "10.128.2.0/24", "two")
+    cid = web(p, "multi", "--network", "one", "--network", "two")
+    nets = inspect(p, "multi")[0]["NetworkSettings"]["Networks"]
+    assert sorted(nets) == ["one", "two"]
+    assert nets["one"]["IPAddress"].startswith("10.128.1.") and nets["two"]["IPAddress"].startswith(
+        "10.128.2."
+    )
+    assert nets["one"]["DNSNames"] == ["multi", cid[:12]]
+    # reachable from either network, by name and by short id
+    assert client(p, "--network", "two", url="http://multi/") == "hello\n"
+    assert client(p, "--network", "one", url=f"http://{cid[:12]}/") == "hello\n"
+    out = p.out(
+        "run",
+        "--rm",
+        "--dns",
+        "10.0.0.2",
+        "--dns-search",
+        "example.org",
+        "--dns-option",
+        "ndots:3",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    )
+    assert out == "search example.org\nnameserver 10.0.0.2\noptions ndots:3\n"

@@ -20,13 +20,13 @@ _TMPFS_FLAG_PAIRS = {"exec": "noexec", "suid": "nosuid", "dev": "nodev", "rw": "
 def write_bundle(engine: Engine, rec: ContainerRecord, target: Path) -> None:
     """Write config.json beside the mounted rootfs `target`, with the container's network wired
     (engine/container_network.py) and its volumes mounted. If this fails, the network is released."""
-    from pallet.engine import container_network
+    from pallet.engine import container_network, network_release
 
     attached = container_network.attach(engine, rec)
     try:
         _write_spec(engine, rec, target, attached)
     except BaseException:
-        container_network.release(engine.paths, engine.conn, rec.id)
+        network_release.release(engine.paths, engine.conn, rec.id)
         if rec.config.get("MountPlan"):
             from pallet.engine import container_mounts
 

@@ -8,18 +8,15 @@ Record keys (the container's config JSON, beside Config and HostConfig, as docke
   NetworkSettings   what inspect shows: Networks (endpoint per network), Ports, SandboxKey, ...
                     The runtime parts are filled at start and cleared when the container stops.
 
-Modes: bridge and user networks get a namespace pinned at <runroot>/netns/<container id>; `none` a
-fresh namespace from the runtime (lo only); `host` the host's; `container:<x>` the other's.
+Giving it back (at exit, rm, after a crash) is network_release.py's job.
+
+Modes: bridge and user networks get a namespace pinned at <runroot>/netns/<container id>; so does
+`none` (lo only, up, as docker); `host` shares the host's; `container:<x>` joins the other's.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import secrets
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +25,6 @@ from pallet.engine.core import Engine
 from pallet.errors import InvalidArgument, NotFound, PalletError
 from pallet.state import containers as records
 from pallet.state.containers import ContainerRecord
-from pallet.state.paths import StatePaths
 
 if TYPE_CHECKING:
     from pallet.network.bridge import BridgeDriver
@@ -155,8 +151,8 @@ def idle_endpoint(cfg: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Attached:
-    """What the bundle needs from the network: the namespace to join (None: a fresh one, or the
-    host's for host mode), the /etc files to bind, and the hostname (container: mode takes the other's)."""
+    """What the bundle needs from the network: the namespace to join (None: the host's, for host
+    mode), the /etc files to bind, and the hostname (container: mode takes the other's)."""
 
     netns_path: str | None = None
     etc_mounts: list[dict[str, Any]] = field(default_factory=list)
@@ -184,6 +180,8 @@ def attach(engine: Engine, rec: ContainerRecord) -> Attached:
     if mode.startswith("container:"):
         return _join_other(engine, rec, mode.split(":", 1)[1])
     drv = driver(engine)
+    from pallet.engine.network_release import release_container, sweep_stale
+
     release_container(engine.paths, engine.conn, rec.id, drv=drv)  # what a crashed earlier run left
     sweep_stale(engine, drv, skip=rec.id)
     from pallet.network import netns
@@ -379,91 +377,3 @@ def _host_ports(text: str) -> tuple[int, int]:
         return 0, 0
     lo, _, hi = text.partition("-")
     return int(lo), int(hi or 0)
-
-
-# ---- stop / removal / repair ----------------------------------------------------------------------
-
-
-def release(paths: StatePaths, conn: sqlite3.Connection, cid: str) -> None:
-    """Everything the container's network holds on the host, once it stopped (the monitor's exit
-    path, `rm`, a failed start): published ports, endpoints and their addresses, veth pairs, the
-    namespace. Idempotent; cheap for none/host/container: containers (no network module loaded)."""
-    rec = records.get(conn, cid)
-    mode = str((rec.config.get("HostConfig") or {}).get("NetworkMode") or "") if rec else ""
-    if rec is not None and mode != "none" and not uses_bridge(mode):
-        return  # host and container: modes hold nothing of their own
-    release_container(paths, conn, cid)
-    if rec is not None:
-        _clear_runtime_settings(conn, cid)
-
-
-def release_container(
-    paths: StatePaths, conn: sqlite3.Connection, cid: str, *, drv: BridgeDriver | None = None
-) -> None:
-    """The endpoints of `cid` and its pinned namespace, whatever the record says."""
-    from pallet.network import netns
-
-    has_endpoints = conn.execute("SELECT 1 FROM network_endpoints WHERE container_id = ?", (cid,)).fetchone()
-    if has_endpoints:
-        if drv is None:
-            from pallet.network.bridge import BridgeDriver, DriverSettings
-
-            drv = BridgeDriver(paths, conn, DriverSettings.from_env())
-        drv.release_container(cid)
-    ns_path = netns.netns_path(paths.runroot, cid)
-    if ns_path.exists():
-        netns.delete(ns_path)
-
-
-def _clear_runtime_settings(conn: sqlite3.Connection, cid: str) -> None:
-    """NetworkSettings of a stopped container: the configured networks, no addresses, no ports."""
-    rec = records.get(conn, cid)
-    if rec is None:
-        return
-    wanted = ((rec.config.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {}
-    networks = {name: idle_endpoint(cfg) for name, cfg in wanted.items()}
-    records.update(conn, cid, top={"NetworkSettings": {"Networks": networks}})
-
-
-@contextmanager
-def _try_container_lock(engine: Engine, cid: str) -> Iterator[bool]:
-    """The lock `start` and `rm` hold on a container (lifecycle.container_lock), without waiting:
-    False while another command is working on that container."""
-    lock_dir = engine.paths.runroot / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / f"{cid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
-
-
-def _in_use(engine: Engine, cid: str) -> bool:
-    from pallet.engine.lifecycle import refresh
-
-    rec = records.get(engine.conn, cid)
-    return rec is not None and bool(refresh(engine, rec).state.get("Running"))
-
-
-def sweep_stale(engine: Engine, drv: BridgeDriver | None = None, *, skip: str = "") -> list[str]:
-    """Release the endpoints of containers that are gone or no longer running (a monitor killed
-    with its container, a host reboot, a crash mid-start): their ports and addresses would block
-    the next run. Containers another command is working on are left alone. Returns the ids."""
-    ids = [r[0] for r in engine.conn.execute("SELECT DISTINCT container_id FROM network_endpoints")]
-    swept = []
-    for cid in ids:
-        if cid == skip or _in_use(engine, cid):
-            continue
-        with _try_container_lock(engine, cid) as got:
-            if not got or _in_use(engine, cid):
-                continue
-            release_container(engine.paths, engine.conn, cid, drv=drv)
-            if records.get(engine.conn, cid) is not None:
-                _clear_runtime_settings(engine.conn, cid)
-            swept.append(cid)
-    return swept

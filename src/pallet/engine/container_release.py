@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 
 def release(paths: StatePaths, conn: sqlite3.Connection, cid: str, *, remove_anonymous: bool = False) -> None:
-    from pallet.engine import container_network
+    from pallet.engine import network_release
 
     rec = records.get(conn, cid)
     try:
-        container_network.release(paths, conn, cid)
+        network_release.release(paths, conn, cid)
     except Exception as e:  # noqa: BLE001 - reported; the rest must still happen
         print(f"pallet: releasing the network of {cid[:12]}: {e}", file=sys.stderr)
     if rec is None or not rec.config.get("MountPlan"):

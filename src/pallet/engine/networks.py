@@ -14,6 +14,7 @@ from typing import Any
 
 from pallet.engine import container_network as cn
 from pallet.engine.core import Engine
+from pallet.engine.network_release import sweep_stale
 from pallet.errors import Conflict, InvalidArgument, NotFound, PalletError
 from pallet.network.store import PREDEFINED, NetworkRecord
 from pallet.state import containers as records
@@ -69,7 +70,7 @@ def list_networks(engine: Engine, filters: dict[str, list[str]]) -> list[Network
             dangling = match_bool(filters["dangling"][-1], "dangling")
         except FilterError as e:
             raise InvalidArgument(str(e)) from None
-        cn.sweep_stale(engine, drv)
+        sweep_stale(engine, drv)
     used = _in_use(engine) if dangling is not None else set()
     out = []
     for rec in drv.networks():
@@ -93,14 +94,14 @@ def list_networks(engine: Engine, filters: dict[str, list[str]]) -> list[Network
 def inspect(engine: Engine, ref: str) -> dict[str, Any]:
     drv = cn.driver(engine)
     drv.ensure_predefined()
-    cn.sweep_stale(engine, drv)
+    sweep_stale(engine, drv)
     return drv.inspect(ref)
 
 
 def remove(engine: Engine, ref: str) -> None:
     """`network rm`: refused while a running container is attached (stale endpoints are swept)."""
     drv = cn.driver(engine)
-    cn.sweep_stale(engine, drv)
+    sweep_stale(engine, drv)
     drv.remove(ref)
 
 
@@ -112,7 +113,7 @@ def prune(engine: Engine, filters: dict[str, list[str]] | None = None) -> list[s
     if not engine.conn.execute("SELECT 1 FROM networks LIMIT 1").fetchone():
         return []  # never had a network: nothing to load
     drv = cn.driver(engine)
-    cn.sweep_stale(engine, drv)
+    sweep_stale(engine, drv)
     used = _in_use(engine)
     removed = []
     for rec in drv.networks():
