@@ -80,9 +80,10 @@ class Build:
 def leftovers(root: Path) -> list[str]:
     """Temp dirs and mounts a build left behind under `root`."""
     found = [str(p) for p in (root / "tmp").iterdir()] if (root / "tmp").is_dir() else []
+    netns_dir = str((root / "run" / "netns").resolve())  # a shared pin, like /run/netns: it stays
     with open("/proc/self/mountinfo") as f:
         prefix = str(root.resolve())
-        found += [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+        found += [mp for mp in (line.split()[4] for line in f) if mp.startswith(prefix) and mp != netns_dir]
     return found
 
 
