@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from pallet.errors import InvalidArgument
@@ -43,3 +44,24 @@ def confirm(warning: str) -> bool:
     sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
     sys.stdout.flush()
     return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def for_each(names: list[str], action: Callable[[str], object], *,
+             quiet_errors: tuple[type[Exception], ...] = ()) -> int:
+    """docker's multi-name commands (rm, volume rm, network rm): act on each name, print it when
+    done, print one error line per failure and go on; exit 1 if any failed. Errors of the types in
+    `quiet_errors` (e.g. NotFound under -f) are neither printed nor counted."""
+    from pallet.errors import PalletError
+
+    code = 0
+    for name in names:
+        try:
+            action(name)
+        except quiet_errors:
+            continue
+        except PalletError as e:
+            sys.stderr.write(f"Error: {e}\n")
+            code = 1
+            continue
+        out(name + "\n")
+    return code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pallet.cli.args import Parser, out, requires
+from pallet.cli.args import Parser, for_each, out, requires
 from pallet.engine.core import Engine
 from pallet.errors import InvalidArgument, PalletError
 
@@ -146,19 +146,8 @@ def rm(prog: str, args: list[str]) -> int:
     from pallet.errors import NotFound
 
     engine = Engine()
-    code = 0
-    for name in ns.names:
-        try:
-            networks.remove(engine, name)
-            out(name + "\n")
-        except NotFound as e:
-            if not ns.force:
-                sys.stderr.write(f"Error: {e}\n")
-                code = 1
-        except PalletError as e:
-            sys.stderr.write(f"Error: {e}\n")
-            code = 1
-    return code
+    quiet = (NotFound,) if ns.force else ()
+    return for_each(ns.names, lambda name: networks.remove(engine, name), quiet_errors=quiet)
 
 
 def prune(prog: str, args: list[str]) -> int:

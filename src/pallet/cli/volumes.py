@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
-from pallet.cli.args import Parser, confirm, out, requires
+from pallet.cli.args import Parser, confirm, for_each, out, requires
 from pallet.cli.units import human_size
 from pallet.engine import volumes as verbs
 from pallet.engine.core import Engine
-from pallet.errors import InvalidArgument, PalletError
+from pallet.errors import InvalidArgument
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -101,15 +99,7 @@ def rm(prog: str, args: list[str]) -> int:
     ns = p.parse(args)
     requires(ns.names, prog, "[OPTIONS] VOLUME [VOLUME...]")
     engine = Engine()
-    code = 0
-    for name in ns.names:
-        try:
-            verbs.remove(engine, name, force=ns.force)
-            out(name + "\n")
-        except PalletError as e:
-            sys.stderr.write(f"Error: {e}\n")
-            code = 1
-    return code
+    return for_each(ns.names, lambda name: verbs.remove(engine, name, force=ns.force))
 
 
 def prune(prog: str, args: list[str]) -> int:
