@@ -17,19 +17,22 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pallet.network import hostfiles
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 ETC_FILES = ("resolv.conf", "hostname", "hosts")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Replace path whole (readers never see half a file). No fsync: these files are written anew
+    at every start, so a crash can only lose a copy that would be rewritten anyway."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
     os.rename(tmp, path)
 
 

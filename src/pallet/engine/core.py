@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from pallet.state import db
 from pallet.state.paths import StatePaths
 
+TYPE_CHECKING = False  # typing costs ~2 ms at import
 if TYPE_CHECKING:
     from pallet.images.store import ImageStore
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Mapping
-from typing import Any
 
 from pallet.errors import InvalidArgument
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 MIN_MEMORY = 6 * 1024 * 1024  # dockerd's linuxMinMemory
 MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144
@@ -117,9 +120,7 @@ def _check_memory(hc: dict[str, Any], warnings: list[str]) -> None:
     if reservation != 0 and reservation < MIN_MEMORY:
         raise InvalidArgument("Minimum memory reservation allowed is 6MB")
     if mem > 0 and reservation > 0 and mem < reservation:
-        raise InvalidArgument(
-            "Minimum memory limit can not be less than memory reservation limit, see usage"
-        )
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
     if oom_kill_disable and memory_cg is not None and memory_cg[0] == 2:
         warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
         oom_kill_disable = False

@@ -6,15 +6,16 @@ fsynced, checked, and only then renamed to blobs/sha256/<hex>.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 from pallet.oci.digest import hex_of, validate
+from pallet.records import FrozenRecord
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 CHUNK = 1 << 20
 
@@ -23,10 +24,13 @@ class BlobError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class BlobInfo:
+class BlobInfo(FrozenRecord):
+    __slots__ = ("digest", "size")
     digest: str
     size: int
+
+    def __init__(self, digest: str, size: int) -> None:
+        self._set(digest=digest, size=size)
 
 
 class ContentStore:
@@ -65,8 +69,9 @@ class ContentStore:
             w.write(data)
             return w.commit(expected)
 
-    def write_stream(self, stream: BinaryIO, expected: str | None = None,
-                     expected_size: int | None = None) -> BlobInfo:
+    def write_stream(
+        self, stream: BinaryIO, expected: str | None = None, expected_size: int | None = None
+    ) -> BlobInfo:
         with self.writer() as w:
             while chunk := stream.read(CHUNK):
                 w.write(chunk)
@@ -84,6 +89,7 @@ class ContentStore:
     def sweep_ingest(self, older_than: float) -> None:
         """Remove temp files left by crashed writers (never a digest name, so harmless)."""
         import time
+
         now = time.time()
         for name in os.listdir(self.ingest_dir):
             p = self.ingest_dir / name
@@ -99,8 +105,12 @@ class BlobWriter:
 
     def __init__(self, store: ContentStore) -> None:
         self.store = store
+        import hashlib  # _hashlib (OpenSSL) costs ~2 ms: only writers need it
+
         self.hash = hashlib.sha256()
         self.size = 0
+        import tempfile
+
         fd, self.tmp = tempfile.mkstemp(dir=store.ingest_dir, prefix="blob-")
         self.file = os.fdopen(fd, "wb")
 
@@ -135,6 +145,7 @@ class BlobWriter:
     def __enter__(self) -> BlobWriter:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.abort()

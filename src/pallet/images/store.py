@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from pallet.errors import Conflict, NotFound, PalletError
 from pallet.images.content import CHUNK, BlobWriter, ContentStore
 from pallet.oci import mediatypes as mt
 from pallet.oci import reference as refs
 from pallet.oci.digest import sha256_digest
+from pallet.records import Record
 from pallet.state import db
 from pallet.state.locks import store_lock
 from pallet.state.paths import StatePaths
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 
 class ImageError(PalletError):
@@ -42,26 +43,48 @@ class ImageConflict(ImageError, Conflict):
     pass
 
 
-@dataclass
-class LayerRecord:
-    chain_id: str
-    diff_id: str
-    size: int
-    blob_digest: str | None = None
-    blob_size: int = 0
-    media_type: str = mt.OCI_LAYER
+class LayerRecord(Record):
+    __slots__ = ("chain_id", "diff_id", "size", "blob_digest", "blob_size", "media_type")
+
+    def __init__(
+        self,
+        chain_id: str,
+        diff_id: str,
+        size: int,
+        blob_digest: str | None = None,
+        blob_size: int = 0,
+        media_type: str = mt.OCI_LAYER,
+    ) -> None:
+        self.chain_id = chain_id
+        self.diff_id = diff_id
+        self.size = size
+        self.blob_digest = blob_digest
+        self.blob_size = blob_size
+        self.media_type = media_type
 
 
-@dataclass
-class ImageRecord:
-    id: str
-    created: str
-    size: int
-    chain_ids: list[str]
-    tags: list[str] = field(default_factory=list)  # normalised references
-    repo_digests: list[str] = field(default_factory=list)
-    manifest_digest: str | None = None
-    parent: str | None = None
+class ImageRecord(Record):
+    __slots__ = ("id", "created", "size", "chain_ids", "tags", "repo_digests", "manifest_digest", "parent")
+
+    def __init__(
+        self,
+        id: str,
+        created: str,
+        size: int,
+        chain_ids: list[str],
+        tags: list[str] | None = None,  # normalised references
+        repo_digests: list[str] | None = None,
+        manifest_digest: str | None = None,
+        parent: str | None = None,
+    ) -> None:
+        self.id = id
+        self.created = created
+        self.size = size
+        self.chain_ids = chain_ids
+        self.tags = tags if tags is not None else []
+        self.repo_digests = repo_digests if repo_digests is not None else []
+        self.manifest_digest = manifest_digest
+        self.parent = parent
 
     @property
     def short_id(self) -> str:
@@ -98,6 +121,8 @@ class ImageStore:
     ) -> LayerRecord:
         """Unpack one layer stream (read once: hashed into a blob while it is unpacked).
         Call inside writing(); register the result with add_image() in the same lock."""
+        import tempfile
+
         from pallet.images import layers as layerfs
 
         writer = self.content.writer() if keep_blob else None
@@ -368,12 +393,18 @@ class ImageStore:
         """Free layers and blobs no image references. Returns (layers, bytes of blobs) freed."""
         with store_lock(self.paths.locks, shared=False):
             # Layers the build cache still needs (build_cache_layers) are kept like image layers.
-            used_layers = {r[0][7:] for r in self.conn.execute(
-                "SELECT chain_id FROM image_layers UNION SELECT chain_id FROM build_cache_layers")}
+            used_layers = {
+                r[0][7:]
+                for r in self.conn.execute(
+                    "SELECT chain_id FROM image_layers UNION SELECT chain_id FROM build_cache_layers"
+                )
+            }
             used_blobs = {r[0] for r in self.conn.execute("SELECT DISTINCT digest FROM image_blobs")}
             with db.write(self.conn) as c:
-                c.execute("DELETE FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers"
-                          " UNION SELECT chain_id FROM build_cache_layers)")
+                c.execute(
+                    "DELETE FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers"
+                    " UNION SELECT chain_id FROM build_cache_layers)"
+                )
             freed_layers = 0
             for name in os.listdir(self.paths.layers):
                 if name in ("l", "empty"):
@@ -412,6 +443,8 @@ def _familiar(name: str) -> str:
 def _rmtree(path: Path) -> None:
     # Layer dirs hold immutable-looking modes (e.g. 0555 dirs); root ignores them, so a plain
     # rmtree works; it is symlink-safe (it never follows links out of the tree).
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
 
 

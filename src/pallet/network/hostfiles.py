@@ -10,11 +10,11 @@ removed (unreachable from another namespace) and docker's public fallbacks if no
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
 
 from pallet.errors import InvalidArgument
+from pallet.records import Record
 
 LOCALHOST_BLOCK = (
     "127.0.0.1\tlocalhost\n"
@@ -29,11 +29,18 @@ SYSTEMD_RESOLVED = Path("/run/systemd/resolve/resolv.conf")
 EMBEDDED_DNS_OPTIONS = ["ndots:0"]
 
 
-@dataclass
-class ResolvConf:
-    nameservers: list[str] = field(default_factory=list)
-    search: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
+class ResolvConf(Record):
+    __slots__ = ("nameservers", "search", "options")
+
+    def __init__(
+        self,
+        nameservers: list[str] | None = None,
+        search: list[str] | None = None,
+        options: list[str] | None = None,
+    ) -> None:
+        self.nameservers = nameservers if nameservers is not None else []
+        self.search = search if search is not None else []
+        self.options = options if options is not None else []
 
     @classmethod
     def parse(cls, text: str) -> ResolvConf:

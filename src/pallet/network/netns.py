@@ -69,8 +69,9 @@ def _on_thread(fn: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[return-value]
 
 
-def create(runroot: Path, name: str) -> Path:
-    """Create a new, empty network namespace (only `lo`, down) pinned at <runroot>/netns/<name>."""
+def create(runroot: Path, name: str, inside: Callable[[], object] | None = None) -> Path:
+    """Create a new, empty network namespace (only `lo`, down) pinned at <runroot>/netns/<name>.
+    `inside`, if given, runs in the new namespace first (on the same short-lived thread)."""
     directory = netns_dir(runroot)
     path = directory / name
     if not _is_mountpoint(directory):
@@ -80,6 +81,8 @@ def create(runroot: Path, name: str) -> Path:
 
     def pin() -> None:
         linux.unshare(linux.CLONE_NEWNET)
+        if inside is not None:
+            inside()
         linux.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", str(path), None, linux.MS_BIND)
 
     try:

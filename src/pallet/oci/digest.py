@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 _SHA256 = re.compile(r"^sha256:[a-f0-9]{64}$")
@@ -13,6 +12,8 @@ class DigestError(ValueError):
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # not at import time: _hashlib (OpenSSL) costs ~2 ms, and `run` needs no hash
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

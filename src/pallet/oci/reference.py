@@ -15,7 +15,8 @@ Only the standard library is imported: this module is on the CLI hot path.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+
+from pallet.records import FrozenRecord
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -55,26 +56,41 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32
 _NAME = rf"(?:{_DOMAIN_AND_PORT}/)?{_REMOTE_NAME}"
 
 # re.ASCII: Go's \w is ASCII-only.  Always used with fullmatch(), never "$",
-# which in Python would also accept a trailing newline.
-_REFERENCE_RE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?", re.ASCII)
-_ANCHORED_NAME_RE = re.compile(rf"(?:({_DOMAIN_AND_PORT})/)?({_REMOTE_NAME})", re.ASCII)
-_TAG_RE = re.compile(_TAG, re.ASCII)
-_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
-_GO_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
-_IMAGE_ID_PREFIX_RE = re.compile(r"(?:sha256:)?[a-f0-9]{1,64}")
+# which in Python would also accept a trailing newline. Compiled on first use: most commands
+# need one or two of them.
+_PATTERNS = {
+    "reference": rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?",
+    "anchored_name": rf"(?:({_DOMAIN_AND_PORT})/)?({_REMOTE_NAME})",
+    "tag": _TAG,
+    "identifier": r"[a-f0-9]{64}",
+    "go_digest": r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+",
+    "image_id_prefix": r"(?:sha256:)?[a-f0-9]{1,64}",
+}
+_compiled: dict[str, re.Pattern[str]] = {}
+
+
+def _re(name: str) -> re.Pattern[str]:
+    pattern = _compiled.get(name)
+    if pattern is None:
+        pattern = _compiled[name] = re.compile(_PATTERNS[name], re.ASCII)
+    return pattern
+
 
 # go-digest's registered algorithms and the length of their lowercase hex.
 _DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(FrozenRecord):
     """A normalised named reference: ``domain/path[:tag][@digest]``."""
 
+    __slots__ = ("domain", "path", "tag", "digest")
     domain: str
     path: str
-    tag: str | None = None
-    digest: str | None = None
+    tag: str | None
+    digest: str | None
+
+    def __init__(self, domain: str, path: str, tag: str | None = None, digest: str | None = None) -> None:
+        self._set(domain=domain, path=path, tag=tag, digest=digest)
 
     @property
     def name(self) -> str:
@@ -103,9 +119,9 @@ class Reference:
 
     def with_tag(self, tag: str) -> Reference:
         """Return a copy carrying ``tag`` (any digest is kept, as WithTag does)."""
-        if not _TAG_RE.fullmatch(tag):
+        if not _re("tag").fullmatch(tag):
             raise ReferenceError("invalid tag format")
-        return replace(self, tag=tag)
+        return Reference(self.domain, self.path, tag, self.digest)
 
     def _suffix(self) -> str:
         suffix = f":{self.tag}" if self.tag is not None else ""
@@ -116,7 +132,7 @@ class Reference:
 
 def parse(ref: str) -> Reference:
     """ParseNormalizedNamed: normalise a familiar reference without adding a default tag."""
-    if _IDENTIFIER_RE.fullmatch(ref):
+    if _re("identifier").fullmatch(ref):
         raise ReferenceError(f"invalid repository name ({ref}), cannot specify 64-byte hexadecimal strings")
     domain, remainder = _split_docker_domain(ref)
     remote = remainder.split(":", 1)[0]
@@ -135,7 +151,7 @@ def parse_normalized(ref: str, default_tag: str | None = DEFAULT_TAG) -> Referen
 
 def is_image_id_prefix(s: str) -> bool:
     """True for ``sha256:<hex>`` or bare lowercase hex of 1..64 chars (image-ID lookups)."""
-    return _IMAGE_ID_PREFIX_RE.fullmatch(s) is not None
+    return _re("image_id_prefix").fullmatch(s) is not None
 
 
 def _split_docker_domain(name: str) -> tuple[str, str]:
@@ -162,14 +178,14 @@ def _parse_canonical(s: str) -> Reference:
     """reference.Parse on an already domain-qualified string."""
     if not s:
         raise ReferenceError("repository name must have at least one component")
-    match = _REFERENCE_RE.fullmatch(s)
+    match = _re("reference").fullmatch(s)
     if match is None:
         lowered = s.lower()
-        if lowered != s and _REFERENCE_RE.fullmatch(lowered):
+        if lowered != s and _re("reference").fullmatch(lowered):
             raise ReferenceError("repository name must be lowercase")
         raise ReferenceError("invalid reference format")
     name, tag, digest = match.group(1, 2, 3)
-    name_match = _ANCHORED_NAME_RE.fullmatch(name)
+    name_match = _re("anchored_name").fullmatch(name)
     domain, path = (name_match.group(1) or "", name_match.group(2)) if name_match else ("", name)
     # Only the path counts towards the limit (distribution/reference v0.6).
     if len(path) > NAME_TOTAL_LENGTH_MAX:
@@ -186,7 +202,7 @@ def _validate_digest(digest: str) -> None:
         raise ReferenceError("invalid checksum digest format")
     length = _DIGEST_HEX_LENGTH.get(algorithm)
     if length is None:
-        if not _GO_DIGEST_RE.fullmatch(digest):
+        if not _re("go_digest").fullmatch(digest):
             raise ReferenceError("invalid checksum digest format")
         raise ReferenceError("unsupported digest algorithm")
     if len(encoded) != length or encoded.strip("0123456789abcdef"):

@@ -26,9 +26,12 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any, NoReturn
 
 from pallet.runtime import linux, process
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 _TIOCSCTTY = 0x540E
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -13,9 +13,12 @@ import os
 import resource
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from pallet.runtime.process import merge_env
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.1.0"  # crun 1.8 (Debian 12) rejects 1.2.x; nothing here needs more
 DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -4,18 +4,20 @@ without following any symlink out of the rootfs."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pallet.errors import PalletError
+from pallet.records import Record
 
 
-@dataclass
-class ProcessUser:
-    uid: int
-    gid: int
-    groups: list[int] = field(default_factory=list)
-    home: str = "/root"
+class ProcessUser(Record):
+    __slots__ = ("uid", "gid", "groups", "home")
+
+    def __init__(self, uid: int, gid: int, groups: list[int] | None = None, home: str = "/root") -> None:
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups if groups is not None else []
+        self.home = home
 
 
 def read_in_root(rootfs: Path, rel: str) -> str | None:

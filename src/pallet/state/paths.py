@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from pallet.records import FrozenRecord
 
 DEFAULT_ROOT = "/var/lib/pallet"
 DEFAULT_RUNROOT = "/run/pallet"
 
 
-@dataclass(frozen=True)
-class StatePaths:
+class StatePaths(FrozenRecord):
+    __slots__ = ("root", "runroot")
     root: Path
     runroot: Path
+
+    def __init__(self, root: Path, runroot: Path) -> None:
+        self._set(root=root, runroot=runroot)
 
     @classmethod
     def resolve(cls, root: str | None = None, runroot: str | None = None) -> StatePaths:
