@@ -14,10 +14,13 @@ import json
 import selectors
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
 
 from pallet.runtime import stream
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import (the monitor loads this module)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 BACKLOG_MAX = 1 << 20
 

@@ -7,14 +7,16 @@ the start child's report, signals (SIGCHLD: reap; SIGUSR2: a user stop wants the
 back-off re-examined), healthcheck probes, and the timers of the back-off and of the probes.
 
 The monitor never opens the database itself: what must be recorded (an exit, a restart, a health
-result) is written by a short-lived child (runtime/monitor_records.py), so sqlite3 never loads
-into this long-lived process. Order at the end matters to the CLI: cleanup
-(runtime state, cgroups, rootfs mount), then the record, then the EXIT frame to attached clients.
+result) is written by a short-lived child (runtime/monitor_records.py), which also cleans up after
+an exit, so that sqlite3 and ctypes never load into this long-lived process. Order at the end
+matters to the CLI: cleanup (runtime state, cgroups, rootfs mount), then the record, then the
+EXIT frame to attached clients.
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import selectors
@@ -22,8 +24,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 from pallet.runtime import monitor_records as records
 from pallet.runtime import stream
@@ -31,6 +31,12 @@ from pallet.runtime.attach_clients import BACKLOG_MAX, Clients
 from pallet.runtime.container_start import Stdio, launch, read_report
 from pallet.runtime.jsonlog import JsonLogWriter, LogOptions, rfc3339_nano
 from pallet.runtime.restart import Backoff
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 
 DRAIN_AFTER_EXIT = 2.0  # output still buffered is read; escaped writers don't hold us forever
 _READ = selectors.EVENT_READ
@@ -124,6 +130,10 @@ class Monitor:
             from pallet.runtime.health import Schedule
 
             self.health = Schedule(spec)
+        # What start-up made lives as long as we do: out of the collector's sight, a collection is
+        # cheaper here, and never walks (and so copies) the pages our forked children share.
+        gc.freeze()
+        records.start_helper(spec)
         # Children that ended while this interpreter was starting sent SIGCHLD to no handler.
         self._on_signals()
 
@@ -237,6 +247,8 @@ class Monitor:
                 self.cur.start_child = 0
             elif self.health and self.health.owns(pid):
                 self.health.reaped(pid)
+            elif records.owns(pid):
+                pass  # a record child (see monitor_records._reap)
             elif not self.cur.pid:
                 self.reaped[pid] = status  # maybe the container's init, before its report came
 
@@ -361,21 +373,24 @@ class Monitor:
         if self.log is not None:
             self.log.flush()
         code = os.waitstatus_to_exitcode(run.status or 0)
-        from pallet.runtime import oom
-
-        oom_killed = oom.oom_kills(self.spec["cgroups_path"]) > 0  # before the cgroup goes
         self._close_stdio(run)
-        self._delete_runtime_state()
         self.exit_info = {
             "ExitCode": 128 - code if code < 0 else code,
-            "OOMKilled": oom_killed,
+            "OOMKilled": False,
             "FinishedAt": rfc3339_nano(time.time_ns()),
         }
         health = self.health.health if self.health else None
         try:
-            outcome = records.in_child(records.record_exit, self.spec, self.exit_info, health)
+            # The child also removes the runtime's state (cgroups), and reads the OOM verdict first.
+            result = records.in_child(records.record_exit, self.spec, self.exit_info, health)
+            self.exit_info["OOMKilled"] = bool(result["OOMKilled"])
+            outcome = result["outcome"]
         except records.RecordError as e:
             print(f"recording the exit: {e}", file=sys.stderr)
+            try:
+                records.in_child(records.drop_runtime_state, self.spec)  # the cgroups must go all the same
+            except records.RecordError as e2:
+                print(f"deleting the container's runtime state: {e2}", file=sys.stderr)
             outcome = "stop"
         if outcome != "restart":
             self.recorded = True
@@ -429,46 +444,10 @@ class Monitor:
         run.outputs.clear()
         run.stdio.stdin_w = run.stdio.master = -1
 
-    def _delete_runtime_state(self) -> None:
-        """What the runtime keeps of a run: cgroups (built-in), or runc/crun's state (`delete`)."""
-        spec = self.spec
-        try:
-            if spec["runtime"] == "builtin":
-                from pallet.runtime import cgroups
-
-                cgroups.remove(spec["cgroups_path"])
-            else:
-                _in_child(_oci_delete, spec)
-        except OSError as e:
-            print(f"deleting the container's runtime state: {e}", file=sys.stderr)
-
 
 def _swap(launched: tuple[int, Stdio, socket.socket]) -> tuple[int, socket.socket, Stdio]:
     pid, stdio, report = launched
     return pid, report, stdio
-
-
-def _oci_delete(spec: dict[str, Any]) -> None:
-    from pallet.runtime import oci_cli
-
-    oci_cli.OciRuntime(spec["runtime"], spec["runtime_root"]).delete(spec["bundle"], spec["container_id"])
-
-
-def _in_child(fn: Callable[[dict[str, Any]], None], spec: dict[str, Any]) -> None:
-    """Run fn in a forked child and wait for it: its imports never load into the monitor."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            fn(spec)
-            code = 0
-        except BaseException as e:  # noqa: BLE001
-            print(f"{getattr(fn, '__name__', fn)}: {e}", file=sys.stderr)
-        finally:
-            os._exit(code)
-    os.waitpid(pid, 0)
 
 
 def _unlink(path: str) -> None:

@@ -8,8 +8,10 @@ stopped by hand. Containers started with --rm never restart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~2 ms at import (the monitor loads this module)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 POLICIES = ("no", "always", "on-failure", "unless-stopped")
 FIRST_DELAY = 0.1
