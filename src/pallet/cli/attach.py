@@ -9,7 +9,6 @@ to the container (`--sig-proxy`, on by default), as docker does.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import selectors
@@ -18,7 +17,7 @@ import socket
 from contextlib import nullcontext
 
 from pallet.cli import terminal
-from pallet.cli.args import Parser, requires
+from pallet.cli.args import SUPPRESS, Parser, requires
 from pallet.engine.core import Engine
 from pallet.errors import PalletError
 
@@ -73,7 +72,7 @@ def attach(prog: str, args: list[str]) -> int:
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
     p.add_argument("--sig-proxy", nargs="?", const="true", default="true",
                    help="Proxy all received signals to the process (default true)")  # fmt: skip
-    p.add_argument("container", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("container", nargs="?", help=SUPPRESS)
     ns = p.parse(args)
     requires([ns.container] if ns.container else [], prog, "[OPTIONS] CONTAINER", at_least=1)
     from pallet.cli import detach_keys as dk

@@ -6,13 +6,12 @@ pty of the container's, which we pump to and from our own terminal (cli/pty_sess
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 from collections.abc import Callable
 
-from pallet.cli.args import Parser, requires
+from pallet.cli.args import REMAINDER, SUPPRESS, Namespace, Parser, requires
 from pallet.engine.core import Engine
 from pallet.errors import PalletError
 
@@ -33,8 +32,8 @@ def _parser(prog: str) -> Parser:
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     p.add_argument("-u", "--user", help='Username or UID (format: "<name|uid>[:<group|gid>]")')
     p.add_argument("-w", "--workdir", help="Working directory inside the container")
-    p.add_argument("container", nargs="?", help=argparse.SUPPRESS)
-    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.add_argument("container", nargs="?", help=SUPPRESS)
+    p.add_argument("command", nargs=REMAINDER, help=SUPPRESS)
     return p
 
 
@@ -99,7 +98,7 @@ def _exec(prog: str, args: list[str]) -> int:
     return _run_plain(lambda: spawn(0 if ns.interactive else None, 1, 2))
 
 
-def _env(ns: argparse.Namespace) -> list[str]:
+def _env(ns: Namespace) -> list[str]:
     """-e and --env-file as `run` reads them (run_opts costs ~10 ms to import: only when asked)."""
     from pallet.cli import run_opts
 

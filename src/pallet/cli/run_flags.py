@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import argparse
-
 from pallet.cli import run_net_opts
 from pallet.cli import run_opts as o
-from pallet.cli.args import Parser
+from pallet.cli.args import REMAINDER, Namespace, Parser
 from pallet.errors import InvalidArgument
 
 TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
@@ -50,11 +48,11 @@ def create_parser(prog: str, usage: str) -> Parser:
         # docker's `run` has it, `create` doesn't; the attach client reads it.
         p.add_argument("--detach-keys")
     p.add_argument("image", nargs="?")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs=REMAINDER)
     return p
 
 
-def _healthcheck(ns: argparse.Namespace) -> dict[str, Any] | None:
+def _healthcheck(ns: Namespace) -> dict[str, Any] | None:
     """Config.Healthcheck as docker's CLI fills it: durations in nanoseconds, only when asked."""
     interval = o.duration_flag("--health-interval", ns.health_interval)
     timeout = o.duration_flag("--health-timeout", ns.health_timeout)
@@ -87,7 +85,7 @@ def _healthcheck(ns: argparse.Namespace) -> dict[str, Any] | None:
     }
 
 
-def _resources(ns: argparse.Namespace) -> dict[str, Any]:
+def _resources(ns: Namespace) -> dict[str, Any]:
     swappiness = o.int_flag("--memory-swappiness", ns.memory_swappiness, -1)
     if swappiness != -1 and not 0 <= swappiness <= 100:
         raise InvalidArgument(f"invalid value: {swappiness}. Valid memory swappiness range is 0-100")
@@ -110,7 +108,7 @@ def _resources(ns: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _host_config(ns: argparse.Namespace) -> dict[str, Any]:
+def _host_config(ns: Namespace) -> dict[str, Any]:
     security_opts, unconfined_paths = o.security_opts(ns.security_opt)
     log_driver = ns.log_driver or ""
     hc: dict[str, Any] = {
@@ -146,7 +144,7 @@ def _host_config(ns: argparse.Namespace) -> dict[str, Any]:
     return hc
 
 
-def create_body(ns: argparse.Namespace) -> dict[str, Any]:
+def create_body(ns: Namespace) -> dict[str, Any]:
     """Flags -> the Engine API's ContainerCreate body, as docker's CLI builds it."""
     env = [e for f in ns.env_file for e in o.kv_file(f, lookup_env=True)] + [o.env_flag(e) for e in ns.env]
     label_lines = [e for f in ns.label_file for e in o.kv_file(f, lookup_env=False)]

@@ -5,8 +5,7 @@ HostConfig, Config and NetworkingConfig fields. The engine validates what needs 
 
 from __future__ import annotations
 
-import argparse
-
+from pallet.cli.args import Namespace, Parser
 from pallet.cli.run_opts import flag_error, ram_in_bytes
 from pallet.errors import InvalidArgument
 
@@ -19,7 +18,7 @@ _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 _BIND_MODES = {"ro", "rw", "z", "Z", "nocopy", *_PROPAGATIONS}
 
 
-def add_flags(p: argparse.ArgumentParser) -> None:
+def add_flags(p: Parser) -> None:
     p.add_argument("--network", "--net", action="append", default=[])
     p.add_argument("--network-alias", "--net-alias", action="append", default=[])
     p.add_argument("--ip")
@@ -36,7 +35,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--volumes-from", action="append", default=[])
 
 
-def apply(ns: argparse.Namespace, body: dict[str, Any]) -> None:
+def apply(ns: Namespace, body: dict[str, Any]) -> None:
     """Fill the body's networking and storage fields from the parsed flags."""
     hc = body.setdefault("HostConfig", {})
     mode, endpoints = networking(ns)
@@ -89,7 +88,7 @@ def _network_flag(value: str) -> dict[str, Any]:
     return out
 
 
-def networking(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+def networking(ns: Namespace) -> tuple[str, dict[str, Any]]:
     """(HostConfig.NetworkMode, NetworkingConfig.EndpointsConfig). The first --network is the mode;
     --ip, --network-alias and --mac-address apply to it, as docker's CLI does."""
     flags = [_network_flag(v) for v in ns.network]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import Any
 
-from pallet.cli.args import Parser, out, requires
+from pallet.cli.args import REMAINDER, Namespace, Parser, out, requires
 from pallet.engine.core import Engine
 
 SAMPLE_INTERVAL = 1.0  # seconds between the two samples a CPU % needs (dockerd's collection period)
@@ -76,7 +75,7 @@ def stats_row(doc: dict[str, Any], container: str, no_trunc: bool) -> dict[str, 
     }
 
 
-def _targets(engine: Engine, ns: argparse.Namespace) -> list[tuple[str, Any]]:
+def _targets(engine: Engine, ns: Namespace) -> list[tuple[str, Any]]:
     """(what the Container column shows, record): the named containers, else running (or all)."""
     from pallet.engine import containers
     from pallet.engine.lifecycle import refresh
@@ -137,7 +136,7 @@ def _aligned(rows: list[list[str]], minwidth: int = 20, padding: int = 3) -> str
 def top(prog: str, args: list[str]) -> int:
     p = Parser(prog, "CONTAINER [ps OPTIONS]")
     p.add_argument("container", nargs="?")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p.add_argument("ps_args", nargs=REMAINDER)
     ns = p.parse(args)
     requires([ns.container] if ns.container else [], prog, "CONTAINER [ps OPTIONS]")
     from pallet.engine import top as engine_top
