@@ -142,6 +142,30 @@ def test_helper_that_gave_up_leaves_the_work_to_a_new_child(
     assert _record(spec) is None
 
 
+def test_helper_forked_before_the_exec_is_adopted(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, auto_remove=True)
+    _insert(spec)
+    handed = records.fork_helper(spec)  # as runtime/monitor.py does before it execs the monitor
+    assert os.get_inheritable(handed["req"]) and os.get_inheritable(handed["res"])
+    assert records.adopt_helper(handed) and not os.get_inheritable(handed["req"])
+    assert records.in_child(records.record_exit, spec, EXIT, None)["outcome"] == "stop"
+    assert _record(spec) is None
+    assert not records.adopt_helper({})
+
+
+def test_loop_reaps_a_helper_that_gave_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec(tmp_path, auto_remove=False)
+    _insert(spec)
+    monkeypatch.setattr(records, "WARM_FOR", 0.05)
+    records.start_helper(spec)
+    helper = records._helper
+    assert helper is not None
+    pid = _wait_reaped(helper.pid)
+    assert records.owns(pid) and helper.reaped  # as the monitor's waitpid(-1) loop asks
+    assert records.in_child(records.is_paused, spec) is False
+    assert not records.owns(pid)
+
+
 def test_failed_operation_is_a_record_error(tmp_path: Path) -> None:
     spec = _spec(tmp_path, auto_remove=False)
     spec["db_path"] = str(tmp_path / "missing" / "pallet.db")
@@ -149,14 +173,14 @@ def test_failed_operation_is_a_record_error(tmp_path: Path) -> None:
         records.in_child(records.is_paused, spec)
 
 
-def _wait_reaped(pid: int) -> None:
+def _wait_reaped(pid: int) -> int:
     deadline = time.monotonic() + 10
     while True:
         try:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
+                return pid
         except ChildProcessError:
-            return
+            return pid
         assert time.monotonic() < deadline
         time.sleep(0.01)
 

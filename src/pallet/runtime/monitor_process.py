@@ -53,7 +53,7 @@ def main(payload_fd: int) -> None:
         for entry in msg["spec"].get("sys_path") or []:
             if entry not in sys.path:
                 sys.path.append(entry)
-        Monitor(msg["spec"], msg["fds"], int(msg["start_child"])).run()
+        Monitor(msg["spec"], msg["fds"], int(msg["start_child"]), msg.get("helper")).run()
         code = 0
     except BaseException:  # noqa: BLE001 - the reason goes to monitor.log
         import traceback
@@ -93,7 +93,13 @@ class Run:
 
 
 class Monitor:
-    def __init__(self, spec: dict[str, Any], fds: dict[str, int], start_child: int) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        fds: dict[str, int],
+        start_child: int,
+        helper: dict[str, int] | None = None,
+    ) -> None:
         self.spec = spec
         self.cid: str = spec["container_id"]
         self.sel = selectors.DefaultSelector()
@@ -133,7 +139,8 @@ class Monitor:
         # What start-up made lives as long as we do: out of the collector's sight, a collection is
         # cheaper here, and never walks (and so copies) the pages our forked children share.
         gc.freeze()
-        records.start_helper(spec)
+        if not records.adopt_helper(helper):  # forked before the exec (runtime/monitor.py), or now
+            records.start_helper(spec)
         # Children that ended while this interpreter was starting sent SIGCHLD to no handler.
         self._on_signals()
 

@@ -5,9 +5,9 @@ long-lived monitor, while a fork of the small monitor costs well under a millise
 The first operation (normally the exit) goes to a child forked when the monitor starts
 (`start_helper`): it imports the exit path's modules and opens the database while the container
 runs, then waits for one request, so that `run --rm` does not pay ~5 ms of imports between the
-container's exit and the EXIT frame. It gives up after WARM_FOR seconds (a long-running container
-then pays the imports at its exit, as every later operation does): one short-lived process per
-start, never a second long-lived one.
+container's exit and the EXIT frame. It gives up after WARM_FOR seconds (a container that runs
+longer pays the imports at its exit, as every later operation does): one short-lived process per
+start, never a second long-lived one. Best forked before the monitor's exec (`fork_helper`).
 
 Every operation takes the monitor's spec and JSON-able arguments and returns a JSON-able result.
 """
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pallet.state.containers import ContainerRecord
 
 
-WARM_FOR = 2.0  # seconds the prepared helper waits for its request
+WARM_FOR = 1.0  # seconds the prepared helper waits for its request
 
 
 class RecordError(Exception):
@@ -75,6 +75,36 @@ def start_helper(spec: Mapping[str, Any]) -> None:
         _helper = _Helper(spec)
     except OSError as e:  # only a lost speed-up: operations fork their own child
         print(f"preparing the exit: {e}", file=sys.stderr)
+
+
+def fork_helper(spec: Mapping[str, Any]) -> dict[str, int]:
+    """The prepared helper forked before the monitor execs its lean interpreter (runtime/monitor.py):
+    there the CLI's modules are loaded already, so the helper is ready at once instead of some
+    5 ms after the monitor's start-up, which a container that exits at once would wait for.
+    Returns what the monitor needs to `adopt_helper` (its fds made to survive the exec); {} if
+    there is no helper."""
+    try:
+        helper = _Helper(spec)
+    except OSError as e:
+        print(f"preparing the exit: {e}", file=sys.stderr)
+        return {}
+    for fd in (helper.req_w, helper.res_r):
+        os.set_inheritable(fd, True)
+    return {"pid": helper.pid, "req": helper.req_w, "res": helper.res_r}
+
+
+def adopt_helper(handed: Mapping[str, int] | None) -> bool:
+    """In the monitor: the helper `fork_helper` made before the exec, if there is one."""
+    global _helper
+    if not handed:
+        return False
+    helper = _Helper.__new__(_Helper)
+    helper.pid, helper.req_w, helper.res_r = int(handed["pid"]), int(handed["req"]), int(handed["res"])
+    helper.reaped = False
+    for fd in (helper.req_w, helper.res_r):
+        os.set_inheritable(fd, False)
+    _helper = helper
+    return True
 
 
 def owns(pid: int) -> bool:
