@@ -1,20 +1,30 @@
 """pallet's built-in OCI runtime, as an in-process API for the container monitor.
 
-Process model: the caller (the monitor) becomes a child subreaper. create() forks A, which enters or
-creates the container's namespaces except mount and cgroup, forks B (pid 1 of the new pid namespace;
-re-parented to the caller when A exits, so the caller can waitpid() it), and then moves B into the
-container's cgroups while B is already building its rootfs: on cgroup v1 the first move costs an RCU
-grace period (~10 ms), which this hides. A stays in the host's mount namespace for those cgroupfs writes.
-B unshares the mount namespace, mounts, pivots, masks paths, sets hostname and rlimits; then it waits for
-A's "joined", unshares the cgroup namespace (whose root must be the container's cgroup), mounts
-/sys/fs/cgroup, drops privileges, installs seccomp and waits on the start pipe; start() releases it to
-exec.
+Process model: create() forks A, which enters or creates the container's namespaces except mount and
+cgroup and forks B (pid 1 of the new pid namespace; re-parented to the caller, a child subreaper, when
+A exits, so the caller can waitpid() it). A caller that is itself a disposable, single-threaded child
+(the monitor's start child) can do A's work itself (`in_caller`), which saves a fork and an exit.
+
+cgroups without the wait: moving a process through cgroup.procs takes the cgroup threadgroup lock, whose
+writer waits for an RCU grace period (6-15 ms here, per move). So B is born in its v2 cgroup (clone3
+with CLONE_INTO_CGROUP; an ordinary fork plus a move by A when the kernel refuses), and moves itself
+into its v1 cgroups by writing "0" to their `tasks` files (only the writer's thread moves, which skips
+that lock; B is single-threaded). A creates the cgroup directories and writes the limits while B is
+already building its rootfs, then writes "j" on the join pipe; B joins its v1 cgroups once it has read
+that, through descriptors on the hierarchies it opened before pivot_root.
+
+B unshares the mount namespace, mounts (a `cgroup` mount that binds the host's cgroup dirs first waits
+for "j"), pivots, masks paths, sets hostname and rlimits; then it waits for "j" if it has not yet, joins
+its v1 cgroups, unshares the cgroup namespace (whose root must be the container's cgroup), mounts
+/sys/fs/cgroup if namespaced, drops privileges, installs seccomp and waits on the start pipe; start()
+releases it to exec.
 
 A and B report to the caller over one pipe, a line per message: "pid N", "warn TEXT", "ok" or
 "err TEXT (errno N)". The first "err" wins and create() raises it as RuntimeError.
 
 This module is on the hot path of `pallet run`: it imports only what it needs. The seccomp program is
-compiled (or taken from its cache) in the caller, so B never loads libseccomp.
+compiled (or taken from its cache) by A once B runs, and handed to B over a pipe that B reads only when
+it installs it: B never loads libseccomp, and the work is off B's path.
 """
 
 from __future__ import annotations
@@ -25,51 +35,55 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
 
 from pallet.runtime import cgroups, linux, mounts, process
 
-_TIOCSCTTY = 0x540E
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+    from typing import Any, NoReturn
+
 _TIOCSWINSZ = 0x5414
 _NOT_READY = "container init exited before it was ready"
 
 
-@dataclass
 class Created:
-    pid: int  # host pid of the container's init process (blocked before exec until start())
-    start_fd: int  # write end of the start pipe
-    warnings: list[str] = field(default_factory=list)
+    """A container set up to the point of exec. (A plain class: a dataclass costs ~5 ms of imports.)"""
+
+    __slots__ = ("pid", "start_fd", "warnings")
+
+    def __init__(self, pid: int, start_fd: int, warnings: list[str] | None = None) -> None:
+        self.pid = pid  # host pid of the container's init process (blocked before exec until start())
+        self.start_fd = start_fd  # write end of the start pipe
+        self.warnings: list[str] = warnings if warnings is not None else []
 
 
 class _Plan:
     """Everything the children need, prepared by the caller before fork."""
 
-    __slots__ = ("spec", "bundle", "cgroup", "seccomp", "seccomp_flags", "stdio", "console_fd")
+    __slots__ = ("spec", "bundle", "cgroup", "stdio", "console_fd", "seccomp_r", "seccomp_w")
 
     def __init__(
         self,
         spec: Mapping[str, Any],
         bundle: str,
         cgroup: mounts.CgroupView,
-        seccomp: bytes | None,
-        seccomp_flags: int,
         stdio: tuple[int | None, int, int],
         console_fd: int | None,
     ) -> None:
         self.spec = spec
         self.bundle = bundle
         self.cgroup = cgroup
-        self.seccomp = seccomp  # the compiled BPF program
-        self.seccomp_flags = seccomp_flags
         self.stdio = stdio
         self.console_fd = console_fd
+        # A writes "FLAGS\n" and the compiled BPF program, then closes; -1 without a seccomp section.
+        self.seccomp_r = self.seccomp_w = -1
 
 
-def _load_spec(bundle: Path) -> dict[str, Any]:
-    spec: dict[str, Any] = json.loads((bundle / "config.json").read_bytes())
+def _load_spec(bundle: str) -> dict[str, Any]:
+    with open(os.path.join(bundle, "config.json"), "rb") as f:
+        spec: dict[str, Any] = json.loads(f.read())
     return spec
 
 
@@ -86,42 +100,57 @@ def create(
     stdout: int,
     stderr: int,
     console_fd: int | None = None,
+    in_caller: bool = False,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Created:
     """Set the container up to the point of exec; raises RuntimeError with the init's message on failure.
 
     `stdin` None gives the container /dev/null. `console_fd` is a pty slave that becomes the container's
     controlling terminal and stdio (the other stdio arguments are then ignored).
+
+    `in_caller`: do A's work in the calling process, which must be single-threaded and about to exit: it
+    stays in the container's net, uts and ipc namespaces, and its later children would land in the
+    container's pid namespace. `meanwhile` runs while the container's init sets itself up; if it raises,
+    the container is taken down and its exception propagates.
     """
-    bundle = Path(bundle).absolute()
+    bundle = os.path.abspath(os.fspath(bundle))
     spec = _load_spec(bundle)
     lx = spec.get("linux") or {}
     cpath = _cgroups_path(spec, container_id)
     namespaced = any(ns.get("type") == "cgroup" and not ns.get("path") for ns in lx.get("namespaces") or [])
     view = mounts.CgroupView(cgroups.hierarchies(), cgroups.comount_links(), cpath, namespaced)
-    prog, prog_flags = None, 0
-    if lx.get("seccomp"):
-        from pallet.runtime import seccomp
+    plan = _Plan(spec, bundle, view, (stdin, stdout, stderr), console_fd)
 
-        try:
-            prog = seccomp.program(lx["seccomp"])
-            prog_flags = seccomp.filter_flags(lx["seccomp"])
-        except (OSError, ValueError, KeyError) as e:
-            raise RuntimeError(f"seccomp: {e}") from None
-    plan = _Plan(spec, str(bundle), view, prog, prog_flags, (stdin, stdout, stderr), console_fd)
-
-    linux.set_child_subreaper()  # so that B, orphaned when A exits, becomes our child
     sync_r, sync_w = process.pipe_above_stdio()
     start_r, start_w = process.pipe_above_stdio()
-    pid_a = os.fork()
-    if pid_a == 0:
-        os.close(sync_r)
-        os.close(start_w)
-        _stage_a(plan, sync_w, start_r)
+    if lx.get("seccomp"):
+        plan.seccomp_r, plan.seccomp_w = process.pipe_above_stdio()
+    pid_a = 0
+    own: list[str] = []  # A's reports when A's work runs here
+    if in_caller:
+        _stage_a(plan, sync_w, start_r, lambda kind, text="": own.append(f"{kind} {text}"))
+    else:
+        linux.set_child_subreaper()  # so that B, orphaned when A exits, becomes our child
+        pid_a = os.fork()
+        if pid_a == 0:
+            os.close(sync_r)
+            os.close(start_w)
+            _stage_a_process(plan, sync_w, start_r)
+        for fd in (plan.seccomp_r, plan.seccomp_w):
+            if fd >= 0:
+                os.close(fd)
     os.close(sync_w)
     os.close(start_r)
-    pid_b, warnings, error = _read_reports(sync_r)
-    _reap(pid_a)
-    if error is not None:
+    failed: BaseException | None = None
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except BaseException as e:  # noqa: BLE001 - re-raised below, once the container is down
+            failed = e
+    pid_b, warnings, error = _read_reports(sync_r, own)
+    if pid_a:
+        _reap(pid_a)
+    if error is not None or failed is not None:
         os.close(start_w)
         if pid_b:
             _kill_and_reap(pid_b)
@@ -129,10 +158,12 @@ def create(
             cgroups.remove(cpath, list(view.hierarchies))
         except OSError:
             pass
+        if failed is not None:
+            raise failed
         raise RuntimeError(error)
     for w in warnings:
         sys.stderr.write(f"pallet: warning: {w}\n")
-    return Created(pid=pid_b, start_fd=start_w, warnings=warnings)
+    return Created(pid_b, start_w, warnings)
 
 
 def start(c: Created) -> None:
@@ -150,13 +181,13 @@ def kill(pid: int, sig: int) -> None:
 def delete(bundle: Path | str, container_id: str) -> None:
     """Remove the container's cgroups (killing anything still in them)."""
     try:
-        spec = _load_spec(Path(bundle))
+        spec = _load_spec(os.fspath(bundle))
     except FileNotFoundError:
         spec = {}
     cgroups.remove(_cgroups_path(spec, container_id))
 
 
-def _read_reports(fd: int) -> tuple[int, list[str], str | None]:
+def _read_reports(fd: int, own: Sequence[str]) -> tuple[int, list[str], str | None]:
     # Read to EOF: that comes once A has exited and B has either closed its end after "ok" or died, so
     # we always learn B's pid (A's "pid" line may arrive after B's "ok") and never leave B unreaped.
     chunks = []
@@ -169,8 +200,9 @@ def _read_reports(fd: int) -> tuple[int, list[str], str | None]:
     warnings: list[str] = []
     ok = False
     error: str | None = None
-    for line in b"".join(chunks).decode(errors="replace").splitlines():
+    for line in [*own, *b"".join(chunks).decode(errors="replace").splitlines()]:
         kind, _, text = line.partition(" ")
+        text = text.rstrip()
         if kind == "pid":
             pid = int(text)
         elif kind == "warn":
@@ -199,58 +231,111 @@ def _kill_and_reap(pid: int) -> None:
     _reap(pid)
 
 
-# --- inside the forked children: never return, never raise ---------------------------------------------
+# --- A's work: in the forked A, or in the caller ---------------------------------------------------------
 
 
 def _report(fd: int, kind: str, text: str = "") -> None:
     os.write(fd, f"{kind} {text}".rstrip().replace("\n", " ").encode()[:4000] + b"\n")
 
 
+def _describe(stage: str, exc: BaseException) -> str:
+    return f"{stage}: {exc} (errno {getattr(exc, 'errno', None) or 0})"
+
+
 def _fail(fd: int, stage: str, exc: BaseException) -> NoReturn:
     try:
-        _report(fd, "err", f"{stage}: {exc} (errno {getattr(exc, 'errno', None) or 0})")
+        _report(fd, "err", _describe(stage, exc))
     finally:
         os._exit(1)
 
 
-def _reset_signals() -> None:
-    # The caller's Python handlers must not run in our children; ignored signals must not reach exec.
-    for sig in signal.valid_signals():
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+def _stage_a_process(plan: _Plan, sync_w: int, start_r: int) -> NoReturn:
+    try:
+        process.reset_signals()
+        linux.set_pdeathsig(signal.SIGKILL)  # the caller died mid-create: don't leave half a container
+    except BaseException as e:  # noqa: BLE001 - everything must become a report, then _exit
+        _fail(sync_w, "namespaces", e)
+    _stage_a(plan, sync_w, start_r, lambda kind, text="": _report(sync_w, kind, text))
+    os._exit(0)
 
 
-def _stage_a(plan: _Plan, sync_w: int, start_r: int) -> NoReturn:
+def _stage_a(plan: _Plan, sync_w: int, start_r: int, report: Callable[..., None]) -> None:
+    """Enter the namespaces, fork B, prepare its cgroups. Never raises: a failure becomes an "err" report
+    (and closing the join pipe unblocks B, which then gives up)."""
+    lx = plan.spec.get("linux") or {}
+    view = plan.cgroup
+    join_w = -1
     stage = "namespaces"
     try:
-        _reset_signals()
-        linux.set_pdeathsig(signal.SIGKILL)  # the monitor died mid-create: don't leave half a container
-        lx = plan.spec.get("linux") or {}
         # A keeps the host's mount namespace (it writes to the host's cgroupfs while B pivots) and
         # its cgroup namespace (B unshares that once it is in its cgroup): B does those two itself.
         _enter_namespaces(lx.get("namespaces") or [], skip=("mount", "cgroup"))
+        stage = "cgroups"
+        hs = list(view.hierarchies)
+        unified = cgroups.is_unified(hs)
+        warnings: list[str] = []
+        v2 = next((h for h in hs if h.version == 2), None)
+        v2_path, v2_fd = "", -1
+        if v2 is not None:
+            v2_path = cgroups.make_dir(v2, view.cgroups_path, unified, warnings)
+            v2_fd = os.open(v2_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         stage = "fork"
         join_r, join_w = process.pipe_above_stdio()
-        pid = os.fork()
-        if pid == 0:
-            os.close(join_w)
-            _stage_b(plan, sync_w, start_r, join_r)
-        os.close(join_r)
-        _report(sync_w, "pid", str(pid))
+        try:
+            pid, born_in_v2 = _fork_init(v2_fd)
+            if pid == 0:
+                _stage_b(plan, sync_w, start_r, join_r)
+        finally:
+            if v2_fd >= 0:
+                os.close(v2_fd)
+            os.close(join_r)
+            if plan.seccomp_r >= 0:
+                os.close(plan.seccomp_r)  # B's end (B has its own copy of the plan)
+                plan.seccomp_r = -1
+        report("pid", str(pid))
         stage = "cgroups"
-        for w in cgroups.setup(
-            plan.cgroup.cgroups_path, lx.get("resources"), list(plan.cgroup.hierarchies), pid
-        ):
-            _report(sync_w, "warn", w)
+        for h in hs:
+            path = v2_path if h is v2 else cgroups.make_dir(h, view.cgroups_path, unified, warnings)
+            warnings += cgroups.apply(h, path, lx.get("resources"), unified)
+        if v2 is not None and not born_in_v2:
+            cgroups.move(v2_path, pid)
+        for w in warnings:
+            report("warn", w)
         os.write(join_w, b"j")
-    except BaseException as e:  # noqa: BLE001 - everything must become a report, then _exit
-        _fail(sync_w, stage, e)
-    os._exit(0)
+        if plan.seccomp_w >= 0:
+            _send_seccomp(lx["seccomp"], plan.seccomp_w, report)
+    except BaseException as e:  # noqa: BLE001 - everything must become a report
+        report("err", _describe(stage, e))
+    finally:
+        for fd in (join_w, plan.seccomp_r, plan.seccomp_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _send_seccomp(section: Mapping[str, Any], fd: int, report: Callable[..., None]) -> None:
+    """Compile (or fetch from the cache) B's seccomp program and write it to B's pipe; a failure is
+    reported (and the pipe's end without a program stops B). process.receive_seccomp is B's end."""
+    from pallet.runtime import seccomp
+
+    try:
+        prog = seccomp.program(section)
+        flags = seccomp.filter_flags(section)
+    except (OSError, ValueError, KeyError) as e:
+        report("err", f"seccomp: {e}")
+        return
+    data = b"%d\n" % flags + prog
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _fork_init(cgroup_fd: int) -> tuple[int, bool]:
+    """Fork B, born in its v2 cgroup when the kernel lets us; (pid or 0 in B, whether it was)."""
+    if cgroup_fd >= 0:
+        try:
+            return linux.clone_into_cgroup(cgroup_fd), True
+        except OSError:
+            pass  # an older kernel, or clone3 filtered: fork, and move B afterwards
+    return os.fork(), False
 
 
 def _enter_namespaces(namespaces: Sequence[Mapping[str, Any]], skip: Sequence[str]) -> int:
@@ -275,25 +360,7 @@ def _enter_namespaces(namespaces: Sequence[Mapping[str, Any]], skip: Sequence[st
     return flags
 
 
-def _setup_stdio(stdio: tuple[int | None, int, int], console_fd: int | None, keep: set[int]) -> None:
-    os.setsid()
-    if console_fd is not None:
-        fcntl.ioctl(console_fd, _TIOCSCTTY, 0)
-        fds: list[int] = [console_fd] * 3
-    else:
-        stdin = stdio[0] if stdio[0] is not None else os.open("/dev/null", os.O_RDONLY)
-        fds = [stdin, stdio[1], stdio[2]]
-    # Move the sources out of 0..2 first so that dup2 can't clobber one we still need.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd for fd in fds]
-    for i, fd in enumerate(high):
-        os.dup2(fd, i, inheritable=True)
-    # Close everything else the caller had open (its non-CLOEXEC fds would leak into the container).
-    lo = 3
-    for fd in sorted(k for k in keep if k >= 3):
-        if fd > lo:
-            os.closerange(lo, fd)
-        lo = fd + 1
-    os.closerange(lo, 1 << 20)
+# --- inside B: never return, never raise -----------------------------------------------------------------
 
 
 def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
@@ -303,37 +370,49 @@ def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
     namespaces = lx.get("namespaces") or []
     new_ns = {ns["type"] for ns in namespaces if not ns.get("path")}
     console_fd = plan.console_fd
+    view = plan.cgroup
+    v1: list[tuple[int, str]] = []  # (fd on a v1 hierarchy's mount, our cgroup in it) until joined
     joined = False
+    stage = "signals"
 
-    def wait_joined() -> None:
-        nonlocal joined
+    def join() -> None:
+        # A has created our cgroups and written their limits once it says "j".
+        nonlocal joined, stage
         if not joined:
+            outer, stage = stage, "cgroups"
             if os.read(join_r, 1) != b"j":
                 raise OSError(errno.ECHILD, "cgroup setup did not complete")
             os.close(join_r)
-            joined = True
+            for fd, rel in v1:
+                cgroups.enter_self(fd, rel)
+                os.close(fd)
+            joined, stage = True, outer
 
-    stage = "stdio"
     try:
-        keep = {sync_w, start_r, join_r} | ({console_fd} if console_fd is not None else set())
-        _setup_stdio(plan.stdio, console_fd, keep)
+        process.reset_signals()
+        stage = "stdio"
+        keep = {sync_w, start_r, join_r, plan.seccomp_r} | ({console_fd} if console_fd is not None else set())
+        process.setup_stdio(plan.stdio, console_fd, keep)
         if console_fd is not None and proc.get("consoleSize"):
             import struct
 
             size = proc["consoleSize"]
             winsize = struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0)
             fcntl.ioctl(0, _TIOCSWINSZ, winsize)
+        stage = "cgroups"
+        # Opened while the host's cgroupfs is in reach: we join after pivot_root.
+        for h in view.hierarchies:
+            if h.version == 1:
+                fd = os.open(h.mountpoint, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                v1.append((fd, cgroups.relative_dir(h, view.cgroups_path)))
 
         stage = "mount namespace"
         _enter_namespaces([ns for ns in namespaces if ns["type"] == "mount"], skip=())
         root_cfg = spec.get("root") or {}
         rootfs = os.path.realpath(os.path.join(plan.bundle, root_cfg.get("path", "rootfs")))
-        view = plan.cgroup
-        if not view.namespaced:
-            wait_joined()  # binding the host's cgroup dirs needs them to exist
         if "mount" in new_ns:
             stage = "rootfs"
-            _build_rootfs(plan, rootfs, view)
+            _build_rootfs(plan, rootfs, view, join)
             stage = "pivot_root"
             mounts.pivot(rootfs)
             if console_fd is not None:
@@ -360,9 +439,9 @@ def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
                 os.write(fd, str(proc["oomScoreAdj"]).encode())
             finally:
                 os.close(fd)
-        # Only now, with all the rest done, wait for A to have moved us into the container's cgroup.
+        # Only now, with all the rest done, join the container's cgroups (limits applied by then).
         stage = "cgroups"
-        wait_joined()
+        join()
         _enter_namespaces([ns for ns in namespaces if ns["type"] == "cgroup"], skip=())
         if "mount" in new_ns:
             if view.namespaced:
@@ -377,7 +456,8 @@ def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
         if proc.get("noNewPrivileges"):
             linux.set_no_new_privs()
         stage = "capabilities"
-        for w in process.drop_privileges(proc, user, plan.seccomp, plan.seccomp_flags):
+        prog, prog_flags = process.receive_seccomp(plan.seccomp_r) if plan.seccomp_r >= 0 else (None, 0)
+        for w in process.drop_privileges(proc, user, prog, prog_flags):
             _report(sync_w, "warn", w)
         stage = "cwd"
         os.chdir(proc.get("cwd") or "/")
@@ -395,15 +475,16 @@ def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
     process.exec_user_process(proc.get("args") or [], proc.get("env") or [])
 
 
-def _build_rootfs(plan: _Plan, rootfs: str, view: mounts.CgroupView) -> None:
-    """Everything done before pivot_root; `cgroup` mounts wait until the cgroup is joined if namespaced."""
+def _build_rootfs(plan: _Plan, rootfs: str, view: mounts.CgroupView, join: Callable[[], None]) -> None:
+    """Everything done before pivot_root. `cgroup` mounts wait until the cgroup is joined if namespaced;
+    if not, they bind the host's cgroup dirs, which `join` waits for."""
     spec = plan.spec
     lx = spec.get("linux") or {}
     prop = {"shared": linux.MS_SHARED, "slave": linux.MS_SLAVE, "unbindable": linux.MS_UNBINDABLE}
     linux.mount(None, "/", None, linux.MS_REC | prop.get(lx.get("rootfsPropagation", ""), linux.MS_PRIVATE))
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
     cgroup = None if view.namespaced else view
-    mounts.mount_all(rootfs, spec.get("mounts") or [], bundle=plan.bundle, cgroup=cgroup)
+    mounts.mount_all(rootfs, spec.get("mounts") or [], bundle=plan.bundle, cgroup=cgroup, before_cgroup=join)
     mounts.create_devices(rootfs, lx.get("devices") or [])
     mounts.dev_symlinks(rootfs, console_fd=plan.console_fd)
     cwd = (spec.get("process") or {}).get("cwd") or "/"

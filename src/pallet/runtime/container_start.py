@@ -3,7 +3,11 @@ that drives the runtime.
 
 The monitor forks that child for every start (the first one and each restart). The child loads
 the runtime (the built-in one, or the runc/crun driver), creates the container with the stdio
-prepared here, records it as running, starts it, reports {"pid": N} and exits. The container's
+prepared here, records it as running, starts it, reports {"pid": N} and exits. With the built-in
+runtime it does the runtime's namespace stage itself (it is single-threaded and disposable: it ends
+in the container's net/uts/ipc namespaces, and must fork nothing more), and it opens the database
+while the container's init sets itself up, so that only the "running" write lies between the init
+being ready and its start. The container's
 init, orphaned when the child exits, is re-parented to the monitor (a child subreaper), which
 waits for it. All the runtime's imports (ctypes, seccomp, ...) thereby stay out of the
 long-lived monitor.
@@ -22,8 +26,11 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, NoReturn
 
 
 class Stdio:
@@ -135,10 +142,10 @@ def _child_main(
 
 def _start(spec: Mapping[str, Any], fds: dict[str, int]) -> tuple[dict[str, Any], int, list[str]]:
     runtime = _runtime(spec)
-    cid = spec["container_id"]
     master = -1
+    record = _Record(spec)
     if spec["runtime"] == "builtin":
-        created = _create_builtin(runtime, spec, fds)
+        created = _create_builtin(runtime, spec, fds, record.prepare)
         pid, warnings = created.pid, list(created.warnings)
     else:
         _clear_stale_oci_state(runtime, spec)
@@ -147,11 +154,46 @@ def _start(spec: Mapping[str, Any], fds: dict[str, int]) -> tuple[dict[str, Any]
     for fd in fds.values():
         os.close(fd)
     try:
-        from pallet.runtime.monitor import process_start_time
+        if not record.set_running(pid):
+            _abandon(runtime, spec, pid)
+            return {"cancelled": True}, -1, warnings
+        runtime.start(created)
+    except BaseException:
+        _abandon(runtime, spec, pid)
+        raise
+    return {"pid": pid}, master, warnings
+
+
+class _Record:
+    """The run's "running" record. Everything but the write itself (imports, the connection, a first
+    read, which also loads the schema) happens in `prepare`, while the built-in runtime sets the
+    container up: only the write lies between the container being ready and its start."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.conn: Any = None
+        self.health: Any = None
+        self.stamp: Any = None  # jsonlog.rfc3339_nano
+        self.start_time: Any = None  # monitor.process_start_time
+        self.set_running_unless_cancelled: Any = None
+
+    def prepare(self) -> None:
+        from pallet.runtime import jsonlog, monitor
         from pallet.state import containers, db
 
-        conn = db.connect(spec["db_path"])
-        rec = containers.get(conn, cid)
+        self.stamp, self.start_time = jsonlog.rfc3339_nano, monitor.process_start_time
+        self.set_running_unless_cancelled = containers.set_running_unless_cancelled
+        self.conn = db.connect(self.spec["db_path"], migrate=False)  # the engine opened it before us
+        rec = containers.get(self.conn, self.spec["container_id"])
+        if self.spec.get("healthcheck"):
+            from pallet.runtime.health import starting
+
+            self.health = starting(rec.state.get("Health") if rec else None)
+
+    def set_running(self, pid: int) -> bool:
+        """Record the container as running with `pid`; False if a user stop cancelled the start."""
+        if self.conn is None:
+            self.prepare()
         fields: dict[str, Any] = {
             "Status": "running",
             "Running": True,
@@ -160,23 +202,14 @@ def _start(spec: Mapping[str, Any], fds: dict[str, int]) -> tuple[dict[str, Any]
             "OOMKilled": False,
             "Dead": False,
             "Pid": pid,
-            "PidStart": process_start_time(pid),
+            "PidStart": self.start_time(pid),
             "ExitCode": 0,
             "Error": "",
-            "StartedAt": _now(),
+            "StartedAt": self.stamp(time.time_ns()),
         }
-        if spec.get("healthcheck"):
-            from pallet.runtime.health import starting
-
-            fields["Health"] = starting(rec.state.get("Health") if rec else None)
-        if not containers.set_running_unless_cancelled(conn, cid, **fields):
-            _abandon(runtime, spec, pid)
-            return {"cancelled": True}, -1, warnings
-        runtime.start(created)
-    except BaseException:
-        _abandon(runtime, spec, pid)
-        raise
-    return {"pid": pid}, master, warnings
+        if self.health is not None:
+            fields["Health"] = self.health
+        return bool(self.set_running_unless_cancelled(self.conn, self.spec["container_id"], **fields))
 
 
 def _runtime(spec: Mapping[str, Any]) -> Any:
@@ -189,16 +222,23 @@ def _runtime(spec: Mapping[str, Any]) -> Any:
     return oci_cli.OciRuntime(spec["runtime"], spec["runtime_root"])
 
 
-def _create_builtin(runtime: Any, spec: Mapping[str, Any], fds: dict[str, int]) -> Any:
+def _create_builtin(
+    runtime: Any, spec: Mapping[str, Any], fds: dict[str, int], meanwhile: Callable[[], object]
+) -> Any:
+    # This child is single-threaded and exits soon: the runtime's namespace stage runs right here.
+    kw: dict[str, Any] = {"in_caller": True, "meanwhile": meanwhile}
     if "console" in fds:
         c = fds["console"]
-        return runtime.create(spec["bundle"], spec["container_id"], stdin=c, stdout=c, stderr=c, console_fd=c)
+        return runtime.create(
+            spec["bundle"], spec["container_id"], stdin=c, stdout=c, stderr=c, console_fd=c, **kw
+        )
     return runtime.create(
         spec["bundle"],
         spec["container_id"],
         stdin=fds.get("stdin"),
         stdout=fds["stdout"],
         stderr=fds["stderr"],
+        **kw,
     )
 
 
@@ -260,9 +300,3 @@ def _abandon(runtime: Any, spec: Mapping[str, Any], pid: int) -> None:
         runtime.delete(spec["bundle"], spec["container_id"])
     except (OSError, RuntimeError) as e:
         print(f"cleanup after a failed start: {e}", file=sys.stderr)
-
-
-def _now() -> str:
-    from pallet.runtime.jsonlog import rfc3339_nano
-
-    return rfc3339_nano(time.time_ns())
