@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from pallet.state import containers as records
 
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
 if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterator
+
     from pallet.engine.core import Engine
     from pallet.network.bridge import BridgeDriver
     from pallet.state.paths import StatePaths
