@@ -122,7 +122,13 @@ def test_host_namespaces(runtime_busybox: Pallet) -> None:
     lines = sh(runtime_busybox, script, *flags).stdout.decode().split()
     assert lines == [os.uname().nodename, *(os.readlink(f"/proc/self/ns/{k}") for k in kinds)]
     lines = sh(runtime_busybox, script).stdout.decode().split()
-    assert not set(lines[1:]) & {os.readlink(f"/proc/self/ns/{k}") for k in kinds}
+    # dockerd's default cgroup namespace: private on a cgroup v2 host, the host's on v1 (and hybrid).
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    private = [k for k in kinds if k != "cgroup" or v2]
+    assert not set(lines[1:]) & {os.readlink(f"/proc/self/ns/{k}") for k in private}
+    assert (lines[5] == os.readlink("/proc/self/ns/cgroup")) == (not v2)
+    lines = sh(runtime_busybox, script, "--cgroupns", "private").stdout.decode().split()
+    assert lines[5] != os.readlink("/proc/self/ns/cgroup")
 
 
 def test_ipc_none_and_sysctls(runtime_busybox: Pallet) -> None:
@@ -130,6 +136,29 @@ def test_ipc_none_and_sysctls(runtime_busybox: Pallet) -> None:
     proc = sh(runtime_busybox, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni",
               "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmni=1234")  # fmt: skip
     assert proc.stdout.decode().split() == ["1", "1234"]
+
+
+def test_ipc_shareable_and_container(runtime_busybox: Pallet) -> None:
+    """--ipc container:NAME joins a shareable donor's IPC namespace and /dev/shm; a private donor is
+    refused as docker refuses it; the donor's /dev/shm mount goes with it."""
+    p = runtime_busybox
+    p("run", "-d", "--name", "donor", "--ipc", "shareable", "busybox", "sleep", "100")
+    p("run", "-d", "--name", "private", "busybox", "sleep", "100")
+    donor_ns = p.out("exec", "donor", "readlink", "/proc/self/ns/ipc").strip()
+    p("exec", "donor", "sh", "-c", "echo shared > /dev/shm/note")
+    lines = sh(p, "readlink /proc/self/ns/ipc; cat /dev/shm/note", "--ipc", "container:donor").stdout.decode()
+    assert lines.split() == [donor_ns, "shared"]
+    proc = sh(p, "true", "--ipc", "container:private")
+    assert proc.returncode == 125 and b"non-shareable IPC" in proc.stderr
+    shm = p.root / "containers" / inspect(p, "donor")["Id"] / "shm"
+    assert any(line.split()[4] == str(shm) for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    p("stop", "-t", "0", "donor")
+    assert str(shm) not in Path("/proc/self/mountinfo").read_text()  # gone with the run
+    proc = sh(p, "true", "--ipc", "container:donor")
+    assert proc.returncode == 125 and b"is not running" in proc.stderr
+    p("rm", "-f", "donor", "private")
+    proc = sh(p, "true", "--ipc", "container:nosuch")
+    assert proc.returncode == 125 and b"No such container: nosuch" in proc.stderr
 
 
 @pytest.mark.parametrize(

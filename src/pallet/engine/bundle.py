@@ -50,6 +50,14 @@ def _write_spec(engine: Engine, rec: ContainerRecord, target: Path, attached: At
     workdir = cfg.get("WorkingDir") or "/"
     rootfs.make_dir_in(target, workdir, user.uid, user.gid)
     shared, ns_paths, shm = hostconfig.namespaces(hc, lambda ref: lookup(engine, ref))
+    shm_size = int(hc.get("ShmSize") or hostconfig.DEFAULT_SHM_SIZE)
+    if shm == "shareable" or shm.startswith("container:"):
+        from pallet.engine import container_ipc
+
+        if shm == "shareable":
+            shm = container_ipc.mount_shareable(engine, rec, shm_size)
+        else:
+            shm = container_ipc.donor_shm(engine, shm.split(":", 1)[1])
     if attached.netns_path:
         ns_paths["network"] = attached.netns_path
     mounts = attached.etc_mounts + _tmpfs_mounts(hc.get("Tmpfs") or {})
@@ -83,7 +91,7 @@ def _write_spec(engine: Engine, rec: ContainerRecord, target: Path, attached: At
         seccomp_profile=security.seccomp_profile(hc),
         sysctl={**default_sysctls("network" in shared), **(hc.get("Sysctls") or {})},
         resources=resources.oci_resources(hc),
-        shm_size=int(hc.get("ShmSize") or hostconfig.DEFAULT_SHM_SIZE),
+        shm_size=shm_size,
         oom_score_adj=int(hc.get("OomScoreAdj") or 0),
         annotations=hc.get("Annotations") or None,
         shared_namespaces=shared,

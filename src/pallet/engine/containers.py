@@ -121,9 +121,8 @@ def create(
 
 
 def _insert_named(engine: Engine, rec: ContainerRecord, name: str | None) -> None:
-    import sqlite3
-
     from pallet.engine.names import random_name
+    from pallet.state.db import IntegrityError
 
     for _ in range(20):
         rec.name = (
@@ -134,7 +133,7 @@ def _insert_named(engine: Engine, rec: ContainerRecord, name: str | None) -> Non
         try:
             records.insert(engine.conn, rec)
             return
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             if name:
                 other = records.find(engine.conn, rec.name)
                 owner = other[0].id if other else "?"

@@ -3,7 +3,6 @@ disk. Stores are opened lazily so that a command touches only what it needs."""
 
 from __future__ import annotations
 
-import sqlite3
 from functools import cached_property
 
 from pallet.state import db
@@ -11,6 +10,8 @@ from pallet.state.paths import StatePaths
 
 TYPE_CHECKING = False  # typing costs ~2 ms at import
 if TYPE_CHECKING:
+    import sqlite3
+
     from pallet.images.store import ImageStore
 
 

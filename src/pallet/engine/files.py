@@ -69,7 +69,7 @@ def _copied(engine: Engine, rec: ContainerRecord) -> bool:
 
 def _mount(engine: Engine, rec: ContainerRecord) -> bool:
     """Mount a stopped container's rootfs as `start` does; True when this call mounted it."""
-    from pallet.engine.lifecycle import mount_rootfs
+    from pallet.engine.container_rootfs import mount_rootfs
     from pallet.runtime import rootfs
 
     target = engine.paths.container_dir(rec.id) / "rootfs"

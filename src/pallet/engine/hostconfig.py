@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pallet.errors import InvalidArgument
+from pallet.errors import Conflict, InvalidArgument
 
 TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
 if TYPE_CHECKING:
@@ -102,10 +102,8 @@ def _check_namespaces(hc: dict[str, Any], config: Mapping[str, Any], lookup: Any
         lookup(network.split(":", 1)[1])  # NotFound: "No such container: NAME"
     ipc = hc.get("IpcMode") or "private"
     if ipc.startswith("container:"):
-        raise InvalidArgument(
-            "--ipc container:NAME is not supported: pallet can't share another container's /dev/shm"
-        )
-    if ipc not in ("private", "shareable", "host", "none"):
+        lookup(ipc.split(":", 1)[1])  # NotFound: "No such container: NAME"
+    elif ipc not in ("private", "shareable", "host", "none"):
         raise InvalidArgument("--ipc: invalid IPC mode")
     hc["IpcMode"] = ipc
     pid = hc.get("PidMode") or ""
@@ -234,11 +232,20 @@ def namespaces(hc: Mapping[str, Any], lookup: Any) -> tuple[set[str], dict[str, 
             raise InvalidArgument(f"cannot join PID of a non running container: {pid_mode.split(':', 1)[1]}")
         paths["pid"] = f"/proc/{pid}/ns/pid"
     ipc = hc.get("IpcMode") or "private"
+    # /dev/shm: "private" (a tmpfs of the container's own), "host", "none", "shareable" (a tmpfs
+    # on the host, for joiners: engine/container_ipc.py) or "container:ID" (the donor's).
+    shm = ipc if ipc in ("host", "none", "shareable") else "private"
     if ipc == "host":
         shared.add("ipc")
+    elif ipc.startswith("container:"):
+        other = lookup(ipc.split(":", 1)[1])
+        pid = int(other.state.get("Pid") or 0) if other.state.get("Running") else 0
+        if pid <= 0:
+            raise Conflict(f"Container {other.id} is not running")  # dockerd's errNotRunning
+        paths["ipc"] = f"/proc/{pid}/ns/ipc"
+        shm = f"container:{other.id}"
     if hc.get("UTSMode") == "host":
         shared.add("uts")
     if hc.get("CgroupnsMode") == "host":
         shared.add("cgroup")
-    shm = ipc if ipc in ("host", "none") else "private"
     return shared, paths, shm

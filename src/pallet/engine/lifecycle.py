@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pallet.engine.container_rootfs import unmount_container
 from pallet.engine.containers import lookup, now_rfc3339
 from pallet.engine.core import Engine
 from pallet.errors import Conflict, InvalidArgument, PalletError
@@ -93,10 +94,8 @@ def refresh(engine: Engine, rec: ContainerRecord) -> ContainerRecord:
         )
         or st
     )
-    from pallet.runtime import rootfs
-
     try:
-        rootfs.unmount(engine.paths.container_dir(rec.id) / "rootfs")
+        unmount_container(engine, rec.id)
     except OSError:
         pass
     _release(engine, rec.id)  # the dead monitor could not give back its network and volumes
@@ -147,10 +146,8 @@ def start(
 
 
 def _undo_start(engine: Engine, rec: ContainerRecord, error: str) -> None:
-    from pallet.runtime import rootfs
-
     try:
-        rootfs.unmount(engine.paths.container_dir(rec.id) / "rootfs")
+        unmount_container(engine, rec.id)
     except OSError:
         pass
     _release(engine, rec.id)
@@ -366,7 +363,8 @@ def _check_attachable(rec: ContainerRecord, ref: str) -> None:
 
 def rename(engine: Engine, ref: str, new_name: str) -> None:
     import re
-    import sqlite3
+
+    from pallet.state.db import IntegrityError
 
     old, new = ref.strip(), new_name.strip()
     if not old.lstrip("/") or not new.lstrip("/"):
@@ -379,7 +377,7 @@ def rename(engine: Engine, ref: str, new_name: str) -> None:
         raise InvalidArgument("Renaming a container with the same name as its current name")
     try:
         records.rename(engine.conn, rec.id, new)
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         other = records.find(engine.conn, new)
         owner = other[0].id if other else "?"
         raise Conflict(
@@ -418,9 +416,7 @@ def kill_and_wait(engine: Engine, rec: ContainerRecord, timeout: float = KILL_WA
     if refresh(engine, rec).state.get("Running"):
         _signal(engine, rec, int(signal.SIGKILL))
         _wait_stopped(engine, rec.id, timeout)
-    from pallet.runtime import rootfs
-
-    rootfs.unmount(engine.paths.container_dir(rec.id) / "rootfs")
+    unmount_container(engine, rec.id)
 
 
 def _cleanup(engine: Engine, rec: ContainerRecord, *, remove_anonymous: bool = False) -> None:
@@ -429,7 +425,7 @@ def _cleanup(engine: Engine, rec: ContainerRecord, *, remove_anonymous: bool = F
     rootfs mount, its files."""
     import shutil
 
-    from pallet.runtime import cgroups, rootfs
+    from pallet.runtime import cgroups
 
     _release(engine, rec.id, remove_anonymous=remove_anonymous)
 
@@ -445,7 +441,7 @@ def _cleanup(engine: Engine, rec: ContainerRecord, *, remove_anonymous: bool = F
             except (OSError, RuntimeError) as e:
                 print(f"pallet: warning: {runtime} delete {rec.id[:12]}: {e}", file=sys.stderr)
     cgroups.remove(cgroups_path(engine, rec))
-    rootfs.unmount(cdir / "rootfs")
+    unmount_container(engine, rec.id)
     shutil.rmtree(cdir, ignore_errors=True)
     shutil.rmtree(engine.paths.container_run(rec.id), ignore_errors=True)
 
@@ -457,37 +453,3 @@ def cgroups_path(engine: Engine, rec: ContainerRecord) -> str:
         return str(spec["linux"]["cgroupsPath"])
     except (OSError, ValueError, KeyError, TypeError):
         return f"/pallet/{rec.id}"
-
-
-# ---- the rootfs -------------------------------------------------------------------------------
-
-
-def mount_rootfs(engine: Engine, rec: ContainerRecord) -> Any:
-    """Mount the container's rootfs (overlay of its image's layers, or a private copy where
-    overlayfs is unavailable) unless it already is; returns its path."""
-    from pallet.runtime import rootfs
-
-    cdir = engine.paths.container_dir(rec.id)
-    target = cdir / "rootfs"
-    if rootfs.is_mounted(target):
-        return target
-    chains = engine.images.get(rec.image_id).chain_ids if rec.image_id else []
-    if _use_overlay(engine):
-        rootfs.mount_overlay(engine.paths.layers, chains, cdir / "upper", cdir / "work", target)
-    elif not (cdir / ".copied").exists():
-        rootfs.copy_layers([engine.images.layer_dir(c) for c in chains], target)
-        (cdir / ".copied").touch()
-    return target
-
-
-def _use_overlay(engine: Engine) -> bool:
-    if os.environ.get("PALLET_NO_OVERLAY") == "1":
-        return False
-    marker = engine.paths.root / ".overlay"
-    if marker.exists():
-        return marker.read_text() == "yes"
-    from pallet.runtime import rootfs
-
-    ok = rootfs.overlay_supported(engine.paths.tmp)
-    marker.write_text("yes" if ok else "no")
-    return ok

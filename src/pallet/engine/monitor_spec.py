@@ -19,8 +19,9 @@ def prepare(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
     """Mount the rootfs, write the OCI bundle; return the monitor's spec. Nothing stays mounted
     if this fails."""
     from pallet.engine.bundle import write_bundle
-    from pallet.engine.lifecycle import cgroups_path, mount_rootfs
-    from pallet.runtime import health, jsonlog, rootfs
+    from pallet.engine.container_rootfs import mount_rootfs, unmount_container
+    from pallet.engine.lifecycle import cgroups_path
+    from pallet.runtime import health, jsonlog
 
     cfg = rec.config["Config"]
     hc = rec.config["HostConfig"]
@@ -43,7 +44,7 @@ def prepare(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
     try:
         write_bundle(engine, rec, target)
     except BaseException:
-        rootfs.unmount(target)
+        unmount_container(engine, rec.id)
         raise
     run_dir = engine.paths.container_run(rec.id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,7 @@ def prepare(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
         "log_path": str(cdir / f"{rec.id}-json.log"),
         "log": log.to_json() if log is not None else None,
         "rootfs": str(target),
+        "shm_dir": str(cdir / "shm") if hc.get("IpcMode") == "shareable" else None,
         "cgroups_path": cgroups_path(engine, rec),
         "auto_remove": bool(hc.get("AutoRemove")),
         "open_stdin": bool(cfg.get("OpenStdin")),

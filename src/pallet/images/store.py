@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from pallet.state.paths import StatePaths
 
 TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
 if TYPE_CHECKING:
+    import sqlite3
     from typing import Any, BinaryIO
 
 

@@ -384,17 +384,20 @@ def drop_runtime_state(spec: Mapping[str, Any]) -> bool:
 
 def _unmount(spec: Mapping[str, Any]) -> None:
     """No more attach clients (the socket goes before the record, so that a new start's socket is
-    never the one removed), and the rootfs detached."""
+    never the one removed), and the rootfs (and a shareable /dev/shm) detached."""
     from pallet.runtime import rootfs
 
     try:
         os.unlink(os.path.join(spec["run_dir"], "attach.sock"))
     except FileNotFoundError:
         pass
-    try:
-        rootfs.unmount(spec["rootfs"])
-    except OSError as e:
-        print(f"unmounting the rootfs: {e}", file=sys.stderr)
+    for key in ("rootfs", "shm_dir"):  # shm_dir: a shareable container's /dev/shm (engine/container_ipc.py)
+        if not spec.get(key):
+            continue
+        try:
+            rootfs.unmount(spec[key])
+        except OSError as e:
+            print(f"unmounting {spec[key]}: {e}", file=sys.stderr)
 
 
 def record_end(

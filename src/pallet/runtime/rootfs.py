@@ -66,7 +66,13 @@ def mount_overlay(
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.chdir(layers_root)
-        linux.mount("overlay", str(target), "overlay", 0, data)
+        try:
+            linux.mount("overlay", str(target), "overlay", 0, data)
+        except OSError as e:
+            if not volatile or e.errno != errno.EINVAL:
+                raise
+            # A kernel before 5.10 has no volatile overlays: the plain mount is correct, only slower.
+            linux.mount("overlay", str(target), "overlay", 0, data.removesuffix(",volatile"))
     finally:
         os.fchdir(cwd)
         os.close(cwd)

@@ -339,7 +339,8 @@ def default_spec(
     the defaults of the same type; every rlimit is clamped to this process's hard limit. `devices` are
     OCI `linux.devices` and `device_rules` extra `resources.devices` entries. `privileged` is docker's
     --privileged: all devices allowed, /sys and cgroupfs writable, no masked or read-only paths (unless
-    given). `shm` is "private" (a tmpfs of `shm_size`), "host" (the host's /dev/shm) or "none".
+    given). `shm` is "private" (a tmpfs of `shm_size`), "host" (the host's /dev/shm), "none", or the
+    absolute path of a host directory to bind (a shareable container's tmpfs).
     """
     caps = list(DEFAULT_CAPABILITIES if capabilities is None else capabilities)
     uid, gid, extra_gids = user
@@ -406,9 +407,10 @@ def default_spec(
         mounts = [_writable(m) if m["destination"] in ("/sys", "/sys/fs/cgroup") else m for m in mounts]
     if shm != "private":
         mounts = [m for m in mounts if m["destination"] != "/dev/shm"]
-        if shm == "host":
-            host_shm = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm"}
-            mounts.append({**host_shm, "options": ["rbind", "rprivate"]})
+        if shm == "host" or shm.startswith("/"):
+            source = "/dev/shm" if shm == "host" else shm
+            shm_bind = {"destination": "/dev/shm", "type": "bind", "source": source}
+            mounts.append({**shm_bind, "options": ["rbind", "rprivate"]})
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
+IntegrityError = _sqlite3.IntegrityError  # for callers, without importing the sqlite3 package
 BUSY_TIMEOUT_MS = 60_000
 WAL_AUTOCHECKPOINT_PAGES = 200  # SQLite's default is 1000
 WAL_SIZE_LIMIT = 4 << 20
