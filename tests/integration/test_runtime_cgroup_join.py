@@ -256,3 +256,31 @@ def test_a_seccomp_error_is_reported_and_cleaned_up(
     assert "SCMP_ACT_NOTIFY" in r["error"]
     assert "ran" not in r["out"]
     _assert_clean(cid)
+
+
+@pytest.mark.parametrize("no_clone3", [False, True])
+@pytest.mark.parametrize("in_caller", [True, False])
+@pytest.mark.parametrize("namespaced", [True, False])
+def test_the_inits_own_error_is_the_one_reported(
+    busybox_rootfs: Path,  # noqa: F811
+    tmp_path: Path,
+    in_caller: bool,
+    namespaced: bool,
+    no_clone3: bool,
+) -> None:
+    """The init fails while A still writes to it ("j", the seccomp program) or moves it: its error is
+    reported, not the broken pipe or the missing process A then meets."""
+    mount = {
+        "destination": "/data",
+        "type": "bind",
+        "source": str(tmp_path / "missing"),
+        "options": ["rbind"],
+    }
+    for _ in range(5):
+        bundle, cid = _bundle(
+            tmp_path, busybox_rootfs, "echo ran", namespaced=namespaced, extra_mounts=[mount]
+        )
+        r = _run(bundle, cid, in_caller=in_caller, no_clone3=no_clone3)
+        assert r.get("error", "").startswith("RuntimeError: rootfs: "), r
+        assert "missing" in r["error"], r
+        _assert_clean(cid)

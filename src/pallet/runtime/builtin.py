@@ -297,13 +297,16 @@ def _stage_a(plan: _Plan, sync_w: int, start_r: int, report: Callable[..., None]
         for h in hs:
             path = v2_path if h is v2 else cgroups.make_dir(h, view.cgroups_path, unified, warnings)
             warnings += cgroups.apply(h, path, lx.get("resources"), unified)
-        if v2 is not None and not born_in_v2:
-            cgroups.move(v2_path, pid)
         for w in warnings:
             report("warn", w)
-        os.write(join_w, b"j")
-        if plan.seccomp_w >= 0:
-            _send_seccomp(lx["seccomp"], plan.seccomp_w, report)
+        try:
+            if v2 is not None and not born_in_v2:
+                cgroups.move(v2_path, pid)
+            os.write(join_w, b"j")
+            if plan.seccomp_w >= 0:
+                _send_seccomp(lx["seccomp"], plan.seccomp_w, report)
+        except (BrokenPipeError, ProcessLookupError):
+            pass  # B has died: its own report (or its silence, which says as much) tells why
     except BaseException as e:  # noqa: BLE001 - everything must become a report
         report("err", _describe(stage, e))
     finally:
