@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from cgroup_cleanup import private_seccomp_cache_then_remove
 
 from pallet.runtime import builtin, cgroups, oci_cli, spec
 
@@ -284,25 +285,7 @@ def _cgroup_dirs(cid: str) -> list[str]:
 
 @pytest.fixture(scope="module", autouse=True)
 def _private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A private seccomp program cache; the test cgroups' parents are removed at the end."""
-    old = os.environ.get("PALLET_SECCOMP_CACHE")
-    os.environ["PALLET_SECCOMP_CACHE"] = str(tmp_path_factory.mktemp("seccomp-cache"))
-    yield
-    if old is None:
-        os.environ.pop("PALLET_SECCOMP_CACHE", None)
-    else:
-        os.environ["PALLET_SECCOMP_CACHE"] = old
-    deadline = time.monotonic() + 5
-    for h in cgroups.hierarchies():
-        for base in (h.own_path, "/"):
-            p = os.path.normpath(f"{h.mountpoint}/{base}/{CGROUP_PARENT}")
-            while os.path.isdir(p):
-                try:
-                    os.rmdir(p)
-                except OSError:  # EBUSY while its removed children are still being released
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.01)
+    yield from private_seccomp_cache_then_remove(tmp_path_factory, CGROUP_PARENT)
 
 
 @pytest.fixture(params=RUNTIMES)

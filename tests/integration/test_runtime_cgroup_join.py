@@ -12,12 +12,12 @@ import errno
 import json
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from cgroup_cleanup import private_seccomp_cache_then_remove
 from test_runtime_builtin import busybox_rootfs  # noqa: F401 - a fixture
 
 from pallet.runtime import builtin, cgroups, linux, spec
@@ -32,24 +32,7 @@ PARENT = f"pallet-test-join-{secrets.token_hex(4)}"
 
 @pytest.fixture(scope="module", autouse=True)
 def _cleanup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A private seccomp program cache; the test cgroups' parents are removed at the end."""
-    old = os.environ.get("PALLET_SECCOMP_CACHE")
-    os.environ["PALLET_SECCOMP_CACHE"] = str(tmp_path_factory.mktemp("seccomp-cache"))
-    yield
-    if old is None:
-        os.environ.pop("PALLET_SECCOMP_CACHE", None)
-    else:
-        os.environ["PALLET_SECCOMP_CACHE"] = old
-    deadline = time.monotonic() + 5
-    for h in cgroups.hierarchies():
-        p = cgroups.container_dir(h, PARENT)
-        while os.path.isdir(p):
-            try:
-                os.rmdir(p)
-            except OSError:  # EBUSY while its removed children are still being released
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+    yield from private_seccomp_cache_then_remove(tmp_path_factory, PARENT)
 
 
 def _bundle(
