@@ -63,6 +63,25 @@ def test_run_it_prompt_size_resize_and_exit_code(busybox: Pallet) -> None:
         assert ended(t) == 7
 
 
+def test_run_t_terminal_is_the_containers_own_pty(runtime_busybox: Pallet) -> None:
+    """As runc and crun create it (and docker shows it): the pty lives in the container's own devpts,
+    so the process's terminal is /dev/pts/0, /dev/console is that same pty, and it belongs to the
+    container's user."""
+    script = 'tty; stat -c "%t %T %u" /dev/console /dev/pts/0; ps -o pid,tty'
+    out = runtime_busybox.out("run", "--rm", "-t", "-u", "1000", "busybox", "sh", "-c", script)
+    lines = [line.strip() for line in out.splitlines()]
+    assert lines[0] == "/dev/pts/0", out
+    major, minor, uid = lines[1].split()
+    assert lines[2] == lines[1] and uid == "1000", out
+    assert lines[3].split() == ["PID", "TT"]
+    assert lines[4].split() == ["1", f"{int(major, 16)},{int(minor, 16)}"]  # busybox ps: "136,0"
+
+
+def test_run_t_tty_as_root(runtime_busybox: Pallet) -> None:
+    out = runtime_busybox.out("run", "--rm", "-t", "busybox", "sh", "-c", "tty; stat -c %u /dev/pts/0")
+    assert out.split() == ["/dev/pts/0", "0"]
+
+
 def test_run_t_without_i_is_output_only(busybox: Pallet) -> None:
     with terminal(busybox, "run", "-t", "--rm", "busybox", "sh", "-c", "[ -t 0 ] && stty size; exit 3",
                   rows=20, cols=70) as t:  # fmt: skip

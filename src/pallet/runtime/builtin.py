@@ -14,10 +14,11 @@ already building its rootfs, then writes "j" on the join pipe; B joins its v1 cg
 that, through descriptors on the hierarchies it opened before pivot_root.
 
 B unshares the mount namespace, mounts (a `cgroup` mount that binds the host's cgroup dirs first waits
-for "j"), pivots, masks paths, sets hostname and rlimits; then it waits for "j" if it has not yet, joins
-its v1 cgroups, unshares the cgroup namespace (whose root must be the container's cgroup), mounts
-/sys/fs/cgroup if namespaced, drops privileges, installs seccomp and waits on the start pipe; start()
-releases it to exec.
+for "j"), pivots, opens its console if it has a terminal (a pty in its own devpts, as runc does it:
+the master goes back to the caller over a socket pair), masks paths, sets hostname and rlimits; then
+it waits for "j" if it has not yet, joins its v1 cgroups, unshares the cgroup namespace (whose root
+must be the container's cgroup), mounts /sys/fs/cgroup if namespaced, drops privileges, installs
+seccomp and waits on the start pipe; start() releases it to exec.
 
 A and B report to the caller over one pipe, a line per message: "pid N", "warn TEXT", "ok" or
 "err TEXT (errno N)". The first "err" wins and create() raises it as RuntimeError.
@@ -30,7 +31,6 @@ it installs it: B never loads libseccomp, and the work is off B's path.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import signal
@@ -40,29 +40,30 @@ from pallet.runtime import cgroups, linux, mounts, process
 
 TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
     from typing import Any, NoReturn
 
-_TIOCSWINSZ = 0x5414
 _NOT_READY = "container init exited before it was ready"
 
 
 class Created:
     """A container set up to the point of exec. (A plain class: a dataclass costs ~5 ms of imports.)"""
 
-    __slots__ = ("pid", "start_fd", "warnings")
+    __slots__ = ("pid", "start_fd", "warnings", "master")
 
-    def __init__(self, pid: int, start_fd: int, warnings: list[str] | None = None) -> None:
+    def __init__(self, pid: int, start_fd: int, warnings: list[str] | None = None, master: int = -1) -> None:
         self.pid = pid  # host pid of the container's init process (blocked before exec until start())
         self.start_fd = start_fd  # write end of the start pipe
         self.warnings: list[str] = warnings if warnings is not None else []
+        self.master = master  # the console's pty master (the caller's to close), -1 without one
 
 
 class _Plan:
     """Everything the children need, prepared by the caller before fork."""
 
-    __slots__ = ("spec", "bundle", "cgroup", "stdio", "console_fd", "seccomp_r", "seccomp_w")
+    __slots__ = ("spec", "bundle", "cgroup", "stdio", "console", "seccomp_r", "seccomp_w")
 
     def __init__(
         self,
@@ -70,13 +71,12 @@ class _Plan:
         bundle: str,
         cgroup: mounts.CgroupView,
         stdio: tuple[int | None, int, int],
-        console_fd: int | None,
     ) -> None:
         self.spec = spec
         self.bundle = bundle
         self.cgroup = cgroup
         self.stdio = stdio
-        self.console_fd = console_fd
+        self.console: socket.socket | None = None  # B's end of the pair it sends its pty master over
         # A writes "FLAGS\n" and the compiled BPF program, then closes; -1 without a seccomp section.
         self.seccomp_r = self.seccomp_w = -1
 
@@ -96,17 +96,19 @@ def create(
     bundle: Path | str,
     container_id: str,
     *,
-    stdin: int | None,
-    stdout: int,
-    stderr: int,
-    console_fd: int | None = None,
+    stdin: int | None = None,
+    stdout: int = 1,
+    stderr: int = 2,
+    terminal: bool = False,
     in_caller: bool = False,
     meanwhile: Callable[[], object] | None = None,
 ) -> Created:
     """Set the container up to the point of exec; raises RuntimeError with the init's message on failure.
 
-    `stdin` None gives the container /dev/null. `console_fd` is a pty slave that becomes the container's
-    controlling terminal and stdio (the other stdio arguments are then ignored).
+    `stdin` None gives the container /dev/null. `terminal`: as runc does it, the init opens a pty in the
+    container's own devpts (its slave is then /dev/pts/N inside), binds the slave over /dev/console and
+    makes it its controlling terminal and stdio (the stdio arguments are then ignored); the master comes
+    back as Created.master.
 
     `in_caller`: do A's work in the calling process, which must be single-threaded and about to exit: it
     stays in the container's net, uts and ipc namespaces, and its later children would land in the
@@ -119,8 +121,12 @@ def create(
     cpath = _cgroups_path(spec, container_id)
     namespaced = any(ns.get("type") == "cgroup" and not ns.get("path") for ns in lx.get("namespaces") or [])
     view = mounts.CgroupView(cgroups.hierarchies(), cgroups.comount_links(), cpath, namespaced)
-    plan = _Plan(spec, bundle, view, (stdin, stdout, stderr), console_fd)
+    plan = _Plan(spec, bundle, view, (stdin, stdout, stderr))
+    ours = None  # our end of plan.console
+    if terminal:
+        from pallet.runtime import console  # B needs it after pivot_root: loaded here, before the fork
 
+        ours, plan.console = console.init_pair()
     sync_r, sync_w = process.pipe_above_stdio()
     start_r, start_w = process.pipe_above_stdio()
     if lx.get("seccomp"):
@@ -139,6 +145,8 @@ def create(
         for fd in (plan.seccomp_r, plan.seccomp_w):
             if fd >= 0:
                 os.close(fd)
+    if plan.console is not None:
+        plan.console.close()
     os.close(sync_w)
     os.close(start_r)
     failed: BaseException | None = None
@@ -150,7 +158,12 @@ def create(
     pid_b, warnings, error = _read_reports(sync_r, own)
     if pid_a:
         _reap(pid_a)
+    master = console.receive_from_init(ours) if ours is not None else -1
+    if ours is not None and master < 0 and error is None:
+        error = "console: the container's init sent no terminal"
     if error is not None or failed is not None:
+        if master >= 0:
+            os.close(master)
         os.close(start_w)
         if pid_b:
             _kill_and_reap(pid_b)
@@ -163,7 +176,7 @@ def create(
         raise RuntimeError(error)
     for w in warnings:
         sys.stderr.write(f"pallet: warning: {w}\n")
-    return Created(pid_b, start_w, warnings)
+    return Created(pid_b, start_w, warnings, master)
 
 
 def start(c: Created) -> None:
@@ -372,7 +385,6 @@ def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
     lx = spec.get("linux") or {}
     namespaces = lx.get("namespaces") or []
     new_ns = {ns["type"] for ns in namespaces if not ns.get("path")}
-    console_fd = plan.console_fd
     view = plan.cgroup
     v1: list[tuple[int, str]] = []  # (fd on a v1 hierarchy's mount, our cgroup in it) until joined
     joined = False
@@ -391,17 +403,15 @@ def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
                 os.close(fd)
             joined, stage = True, outer
 
+    if plan.console is not None:
+        from pallet.runtime import console  # loaded by create()
     try:
         process.reset_signals()
         stage = "stdio"
-        keep = {sync_w, start_r, join_r, plan.seccomp_r} | ({console_fd} if console_fd is not None else set())
-        process.setup_stdio(plan.stdio, console_fd, keep)
-        if console_fd is not None and proc.get("consoleSize"):
-            import struct
-
-            size = proc["consoleSize"]
-            winsize = struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0)
-            fcntl.ioctl(0, _TIOCSWINSZ, winsize)
+        keep = {sync_w, start_r, join_r, plan.seccomp_r}
+        if plan.console is not None:
+            keep.add(plan.console.fileno())
+        process.setup_stdio(None if plan.console is not None else plan.stdio, keep)
         stage = "cgroups"
         # Opened while the host's cgroupfs is in reach: we join after pivot_root.
         for h in view.hierarchies:
@@ -418,8 +428,9 @@ def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
             _build_rootfs(plan, rootfs, view, join)
             stage = "pivot_root"
             mounts.pivot(rootfs)
-            if console_fd is not None:
-                os.close(console_fd)
+            if plan.console is not None:
+                stage = "console"
+                console.setup_in_init(plan.console, proc, bind=True)
             stage = "sysctl"
             mounts.write_sysctls(lx.get("sysctl") or {})
             stage = "masked paths"
@@ -428,6 +439,9 @@ def _stage_b(plan: _Plan, sync_w: int, start_r: int, join_r: int) -> NoReturn:
             mounts.readonly_paths(lx.get("readonlyPaths") or [])
         else:
             os.chroot(rootfs)  # sharing the host's mount namespace: no pivot_root possible
+            if plan.console is not None:
+                stage = "console"
+                console.setup_in_init(plan.console, proc, bind=False)
         stage = "hostname"
         if spec.get("hostname") and "uts" in new_ns:
             linux.sethostname(spec["hostname"])
@@ -489,7 +503,7 @@ def _build_rootfs(plan: _Plan, rootfs: str, view: mounts.CgroupView, join: Calla
     cgroup = None if view.namespaced else view
     mounts.mount_all(rootfs, spec.get("mounts") or [], bundle=plan.bundle, cgroup=cgroup, before_cgroup=join)
     mounts.create_devices(rootfs, lx.get("devices") or [])
-    mounts.dev_symlinks(rootfs, console_fd=plan.console_fd)
+    mounts.dev_symlinks(rootfs)
     cwd = (spec.get("process") or {}).get("cwd") or "/"
     if not os.path.isdir(mounts.secure_join(rootfs, cwd)):
         mounts.mkdir_all(rootfs, cwd)  # docker creates a missing WORKDIR

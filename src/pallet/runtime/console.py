@@ -1,10 +1,12 @@
-"""The monitor's end of a TTY container's console.
+"""A TTY container's console: a pty created inside the container, as runc creates it, whose master
+the monitor keeps.
 
-Built-in runtime: the monitor opens a pty pair, gives the slave to the runtime as the
-container's controlling terminal and keeps the master. runc/crun allocate the pty inside the
-container themselves and hand the master over a unix socket (`--console-socket`) with
-SCM_RIGHTS; `receive_master` takes it. Either way the monitor reads the container's output from
-the master, writes attached clients' input to it and applies window sizes with TIOCSWINSZ.
+runc/crun open the pty in the container's own devpts and hand the master over a unix socket
+(`--console-socket`) with SCM_RIGHTS; `receive_master` takes it. The built-in runtime does the same
+over a socket pair: its init, once its /dev is in place, opens the pty (`setup_in_init`), sends the
+master (`receive_from_init` takes it) and binds the slave, /dev/pts/N inside, over /dev/console.
+Either way the monitor reads the container's output from the master, writes attached clients'
+input to it and applies window sizes with TIOCSWINSZ.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ import socket
 import struct
 import termios
 
-
-def open_pty() -> tuple[int, int]:
-    """(master, slave), both close-on-exec."""
-    master, slave = os.openpty()
-    return master, slave
+TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 def set_size(fd: int, height: int, width: int) -> None:
@@ -44,3 +45,40 @@ def receive_master(listener: socket.socket, timeout: float = 10.0) -> int:
         raise OSError("the runtime sent no console file descriptor")
     os.set_inheritable(fds[0], False)
     return fds[0]
+
+
+# --- the built-in runtime ----------------------------------------------------------------------------
+
+
+def init_pair() -> tuple[socket.socket, socket.socket]:
+    """(the caller's end, the init's end) of the pair the init sends its pty master over."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def receive_from_init(sock: socket.socket) -> int:
+    """The pty master the init sent (before its "ok": never a wait), or -1; closes `sock`."""
+    with sock:
+        sock.setblocking(False)
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(sock, 1, 1)
+        except BlockingIOError:
+            return -1
+    return fds[0] if fds else -1
+
+
+def setup_in_init(sock: socket.socket, proc: Mapping[str, Any], *, bind: bool) -> None:
+    """In the container's init, after pivot_root (this module and those below are loaded by then): a pty
+    in the container's devpts, its master sent over `sock` (then closed), its slave bound over
+    /dev/console if `bind`, and made the controlling terminal and stdio."""
+    from pallet.runtime import mounts, process
+
+    master, slave, path = process.open_console()
+    try:
+        socket.send_fds(sock, [b"m"], [master])
+    finally:
+        os.close(master)
+        sock.close()
+    if bind:
+        mounts.bind_console(path)
+    user = proc.get("user") or {}
+    process.attach_console(slave, proc.get("consoleSize"), int(user.get("uid", 0)))

@@ -13,8 +13,8 @@ waits for it. All the runtime's imports (ctypes, seccomp, ...) thereby stay out 
 long-lived monitor.
 
 The report goes over a SOCK_SEQPACKET socket pair: one message {"pid": N} or {"error": "..."} or
-{"cancelled": true} (a user stop came first); for a TTY container on runc/crun the pty master
-the runtime handed over comes with the message (SCM_RIGHTS). On the first start the child also
+{"cancelled": true} (a user stop came first); for a TTY container the pty master the runtime
+created inside the container comes with the message (SCM_RIGHTS). On the first start the child also
 writes {"pid": N, "warnings": [...]} or {"error": ...} to the CLI's status pipe.
 """
 
@@ -42,7 +42,7 @@ class Stdio:
         self.out_r = -1  # container stdout (non-TTY)
         self.err_r = -1  # container stderr (non-TTY)
         self.stdin_w = -1  # container stdin (non-TTY with OpenStdin)
-        self.master = -1  # pty master (TTY; -1 until runc/crun hand theirs over)
+        self.master = -1  # pty master (TTY; -1 until the runtime hands it over, with the report)
         self.child_fds: dict[str, int] = {}  # the container's ends, for the start child
 
     def monitor_fds(self) -> dict[str, int]:
@@ -52,15 +52,7 @@ class Stdio:
 def make_stdio(spec: Mapping[str, Any]) -> Stdio:
     s = Stdio()
     if spec["tty"]:
-        if spec["runtime"] == "builtin":
-            from pallet.runtime import console
-
-            s.master, slave = console.open_pty()
-            size = spec.get("console_size")
-            if size:
-                console.set_size(s.master, int(size[0]), int(size[1]))
-            s.child_fds = {"console": slave}
-        return s
+        return s  # the runtime creates the pty inside the container
     s.out_r, out_w = os.pipe2(os.O_CLOEXEC)
     s.err_r, err_w = os.pipe2(os.O_CLOEXEC)
     s.child_fds = {"stdout": out_w, "stderr": err_w}
@@ -146,11 +138,16 @@ def _start(spec: Mapping[str, Any], fds: dict[str, int]) -> tuple[dict[str, Any]
     record = _Record(spec)
     if spec["runtime"] == "builtin":
         created = _create_builtin(runtime, spec, fds, record.prepare)
-        pid, warnings = created.pid, list(created.warnings)
+        pid, warnings, master = created.pid, list(created.warnings), created.master
     else:
         _clear_stale_oci_state(runtime, spec)
         created, master = _create_oci(runtime, spec, fds)
         pid, warnings = created.pid, []
+    size = spec.get("console_size")
+    if master >= 0 and size:
+        from pallet.runtime import console
+
+        console.set_size(master, int(size[0]), int(size[1]))
     for fd in fds.values():
         os.close(fd)
     try:
@@ -227,11 +224,8 @@ def _create_builtin(
 ) -> Any:
     # This child is single-threaded and exits soon: the runtime's namespace stage runs right here.
     kw: dict[str, Any] = {"in_caller": True, "meanwhile": meanwhile}
-    if "console" in fds:
-        c = fds["console"]
-        return runtime.create(
-            spec["bundle"], spec["container_id"], stdin=c, stdout=c, stderr=c, console_fd=c, **kw
-        )
+    if spec["tty"]:
+        return runtime.create(spec["bundle"], spec["container_id"], terminal=True, **kw)
     return runtime.create(
         spec["bundle"],
         spec["container_id"],
@@ -274,9 +268,6 @@ def _create_oci(runtime: Any, spec: Mapping[str, Any], fds: dict[str, int]) -> t
             os.unlink(os.path.join(spec["run_dir"], "console.sock"))
         except OSError:
             pass
-    size = spec.get("console_size")
-    if size:
-        console.set_size(master, int(size[0]), int(size[1]))
     return created, master
 
 

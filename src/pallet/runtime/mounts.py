@@ -342,7 +342,7 @@ def create_devices(root: str, devices: Sequence[Mapping[str, Any]]) -> None:
         os.umask(old_umask)
 
 
-def dev_symlinks(root: str, *, console_fd: int | None) -> None:
+def dev_symlinks(root: str) -> None:
     links = [*_DEV_SYMLINKS, ("pts/ptmx", "/dev/ptmx")]
     if os.path.exists(root + "/proc/kcore"):
         links.append(("/proc/kcore", "/dev/core"))
@@ -354,13 +354,13 @@ def dev_symlinks(root: str, *, console_fd: int | None) -> None:
             os.symlink(target, path)
         except FileExistsError:
             pass
-    if console_fd is not None:
-        # The console is the pty slave the caller gave us, bind-mounted over /dev/console.
-        path = _ensure_file(root, "/dev/console")
-        # By name: the fd's own mount belongs to the namespace it was opened in, which bind refuses.
-        source = os.ttyname(console_fd)
-        with _Pinned(root, path) as pin:
-            linux.mount(source, pin.fd_path, None, linux.MS_BIND)
+
+
+def bind_console(slave_path: str) -> None:
+    """After pivot_root: the container's pty slave bind-mounted over /dev/console, as runc does it."""
+    path = _ensure_file("/", "/dev/console")
+    with _Pinned("/", path) as pin:
+        linux.mount(slave_path, pin.fd_path, None, linux.MS_BIND)
 
 
 def pivot(root: str) -> None:

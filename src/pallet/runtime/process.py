@@ -14,6 +14,8 @@ import fcntl
 import os
 import resource
 import signal
+import stat
+import sys
 
 from pallet.runtime import linux
 
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
 
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _TIOCSCTTY = 0x540E
+_TIOCSWINSZ = 0x5414
+_TIOCSPTLCK = 0x40045431  # unlockpt
+_TIOCGPTN = 0x80045430  # ptsname's number
+_TIOCGPTPEER = 0x5441  # open the slave from the master, no path walk
 _SIG_DFL = 0  # what _signal.getsignal() returns for SIG_DFL
 
 
@@ -42,20 +48,12 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
-def setup_stdio(stdio: tuple[int | None, int, int], console_fd: int | None, keep: set[int]) -> None:
-    """A new session; `console_fd` (a pty slave) as controlling terminal and stdio, else `stdio` (stdin
-    None: /dev/null); every other descriptor closed but those in `keep`."""
+def setup_stdio(stdio: tuple[int | None, int, int] | None, keep: set[int]) -> None:
+    """A new session; `stdio` on 0..2 (stdin None: /dev/null), or 0..2 left alone with None (a terminal
+    comes later: attach_console); every other descriptor closed but those in `keep`."""
     os.setsid()
-    if console_fd is not None:
-        fcntl.ioctl(console_fd, _TIOCSCTTY, 0)
-        fds: list[int] = [console_fd] * 3
-    else:
-        stdin = stdio[0] if stdio[0] is not None else os.open("/dev/null", os.O_RDONLY)
-        fds = [stdin, stdio[1], stdio[2]]
-    # Move the sources out of 0..2 first so that dup2 can't clobber one we still need.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd for fd in fds]
-    for i, fd in enumerate(high):
-        os.dup2(fd, i, inheritable=True)
+    if stdio is not None:
+        _onto_stdio([stdio[0] if stdio[0] is not None else os.open("/dev/null", os.O_RDONLY), *stdio[1:]])
     # Close everything else the caller had open (its non-CLOEXEC fds would leak into the container).
     lo = 3
     for fd in sorted(k for k in keep if k >= 3):
@@ -63,6 +61,46 @@ def setup_stdio(stdio: tuple[int | None, int, int], console_fd: int | None, keep
             os.closerange(lo, fd)
         lo = fd + 1
     os.closerange(lo, 1 << 20)
+
+
+def _onto_stdio(fds: Sequence[int]) -> None:
+    # Move the sources out of 0..2 first so that dup2 can't clobber one we still need.
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd for fd in fds]
+    for i, fd in enumerate(high):
+        os.dup2(fd, i, inheritable=True)
+
+
+def open_console() -> tuple[int, int, str]:
+    """A new pty in the devpts instance behind /dev/ptmx (after pivot_root, the container's own), as
+    runc opens it: (master, slave, the slave's path), close-on-exec, and not our controlling terminal
+    yet. The master is non-blocking (its reader, the monitor, wants it so; the slave is not)."""
+    # O_NONBLOCK: an image's FIFO in ptmx's place must fail below rather than block the open.
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISCHR(os.fstat(master).st_mode):
+            raise OSError(errno.ENOTTY, "/dev/ptmx is not a pty multiplexer")
+        fcntl.ioctl(master, _TIOCSPTLCK, b"\0\0\0\0")
+        n = int.from_bytes(fcntl.ioctl(master, _TIOCGPTN, b"\0\0\0\0"), sys.byteorder)
+        slave: int = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave, f"/dev/pts/{n}"
+
+
+def attach_console(slave: int, size: Mapping[str, int] | None, uid: int) -> None:
+    """The pty slave as controlling terminal and stdio, with the spec's consoleSize; owned by the
+    container's user, as runc leaves it (fixStdioPermissions)."""
+    fcntl.ioctl(slave, _TIOCSCTTY, 0)
+    if size:
+        rows, cols = size.get("height", 0), size.get("width", 0)
+        winsize = b"".join(v.to_bytes(2, sys.byteorder) for v in (rows, cols, 0, 0))
+        fcntl.ioctl(slave, _TIOCSWINSZ, winsize)
+    if uid != 0:
+        os.fchown(slave, uid, -1)
+    _onto_stdio([slave] * 3)
+    if slave > 2:
+        os.close(slave)
 
 
 def receive_seccomp(fd: int) -> tuple[bytes, int]:
