@@ -79,6 +79,7 @@ class Run:
         self.outputs_paused = False
         self.stdin_buf = bytearray()
         self.stdin_closing = False
+        self.size: tuple[int, int] | None = None  # a TTY's size asked for before its pty master came
 
     @property
     def stdin_fd(self) -> int:
@@ -213,6 +214,10 @@ class Monitor:
         os.set_blocking(master, False)
         run.outputs[master] = "tty"
         self.sel.register(master, _READ, ("tty", None))
+        # The runtime hands the master over with its report: what clients sent before it is applied now.
+        if run.size is not None:
+            self._resize(*run.size)
+        self._flush_stdin()
 
     def _on_report(self) -> None:
         run = self.cur
@@ -309,7 +314,9 @@ class Monitor:
 
     def _stdin(self, data: bytes) -> None:
         run = self.cur
-        if run.stdin_fd < 0 or run.stdin_closing or run.status is not None:
+        # A TTY's input is queued until its runtime hands the pty master over (with the start report).
+        pending_tty = self.spec["tty"] and run.report is not None
+        if (run.stdin_fd < 0 and not pending_tty) or run.stdin_closing or run.status is not None:
             return
         run.stdin_buf += data
         self._flush_stdin()
@@ -362,6 +369,8 @@ class Monitor:
             self.sel.modify(fd, events, data)
 
     def _resize(self, height: int, width: int) -> None:
+        if self.cur.stdio.master < 0 and self.spec["tty"]:
+            self.cur.size = (height, width)  # applied once the runtime hands the master over
         if self.cur.stdio.master >= 0:
             from pallet.runtime import console
 
