@@ -130,10 +130,38 @@ def _remove_network_leftovers(root: Path) -> None:
         )
 
 
+def _container_ids(root: Path) -> set[str]:
+    import sqlite3
+
+    ids = {p.name for p in (root / "containers").glob("*") if p.is_dir()}
+    db = root / "pallet.db"
+    if db.exists():
+        try:
+            conn = sqlite3.connect(db, timeout=5)
+            ids |= {row[0] for row in conn.execute("SELECT id FROM containers")}
+            conn.close()
+        except sqlite3.Error:
+            pass
+    return {i for i in ids if len(i) == 64}
+
+
+def remove_container_cgroups(root: Path) -> None:
+    """The containers' cgroups (/pallet/<id> in every hierarchy, whatever the runtime): a container
+    whose monitor was killed, or that still ran when its test ended, never removes its own."""
+    from pallet.runtime import cgroups
+
+    for cid in _container_ids(root):
+        try:
+            cgroups.remove(f"/pallet/{cid}", timeout=5.0)
+        except OSError:
+            pass
+
+
 def teardown_root(root: Path) -> list[str]:
     """Take down everything under root; return what had leaked (for assertions)."""
     kill_processes_under(root)
     _kill_pidfile_helpers(root)
+    remove_container_cgroups(root)
     _remove_network_leftovers(root)
     leaked = mounts_under(root)
     for mp in sorted(leaked, key=len, reverse=True):

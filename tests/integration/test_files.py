@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from cgroup_cleanup import no_leftover_cgroups  # noqa: F401 (an autouse fixture)
 
 from conftest import Pallet, mounts_under, needs_root
 

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from cgroup_cleanup import no_leftover_cgroups  # noqa: F401 (an autouse fixture)
 
 from conftest import Pallet, needs_root
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cgroup_cleanup import inspect, no_leftover_cgroups  # noqa: F401 (an autouse fixture)
+from cgroup_cleanup import inspect
 
 from conftest import Pallet, needs_root
 

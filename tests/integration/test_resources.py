@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cgroup_cleanup import inspect, no_leftover_cgroups  # noqa: F401 (an autouse fixture)
+from cgroup_cleanup import inspect
 
 from conftest import Pallet, needs_root
 

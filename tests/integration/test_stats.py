@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import pytest
-from cgroup_cleanup import no_leftover_cgroups  # noqa: F401 (an autouse fixture)
 
 from conftest import Pallet, needs_root
 from pallet.cli.stats import stats_row
