@@ -202,6 +202,35 @@ class Pallet:
         return self(*args, input=input).stdout.decode()
 
 
+def _empty_pallet_cgroups() -> set[str]:
+    """Container cgroups (/pallet/<id>) with no process in them, in the cpu hierarchy (v1) or the
+    v2 one: what a container that was taken down without its cgroups leaves."""
+    found = set()
+    for base in ("/sys/fs/cgroup/cpu/pallet", "/sys/fs/cgroup/pallet"):
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(base, name, "cgroup.procs")) as f:
+                    if not f.read().strip():
+                        found.add(name)
+            except OSError:
+                pass
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_cgroup_leaks() -> Iterator[None]:
+    """The whole run leaves no container cgroup behind (every root's teardown removes its own)."""
+    before = _empty_pallet_cgroups()
+    yield
+    leaked = _empty_pallet_cgroups() - before
+    if leaked:
+        raise AssertionError(f"{len(leaked)} container cgroups leaked, e.g. /pallet/{sorted(leaked)[0]}")
+
+
 @pytest.fixture
 def pallet_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("pallet-root")
