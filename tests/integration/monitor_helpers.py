@@ -1,25 +1,18 @@
-"""Helpers for the monitor/lifecycle/logs/restart tests: polling the real CLI, the processes of a
-container, and a fixture that removes whatever cgroups the test's containers left behind (a
-monitor killed on purpose never removes them itself)."""
+"""Helpers for the monitor/lifecycle/logs/restart tests: polling the real CLI and the processes of a
+container. (What a test's containers leave behind, a monitor killed on purpose included, is taken
+down by conftest.teardown_root.)"""
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+from cgroup_cleanup import inspect
 
-from conftest import Pallet, kill_processes_under
-
-
-def inspect(p: Pallet, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = json.loads(p.out("inspect", name))[0]
-    return found
+from conftest import Pallet
 
 
 def state(p: Pallet, name: str) -> dict[str, Any]:
@@ -66,37 +59,6 @@ def cgroup_dirs(cid: str) -> list[Path]:
 def mounted(cid: str) -> list[str]:
     with open("/proc/mounts") as f:
         return [line for line in f if cid in line]
-
-
-def _container_ids(root: Path) -> set[str]:
-    ids = {p.name for p in (root / "containers").glob("*") if p.is_dir()}
-    db = root / "pallet.db"
-    if db.exists():
-        try:
-            conn = sqlite3.connect(db, timeout=5)
-            ids |= {row[0] for row in conn.execute("SELECT id FROM containers")}
-            conn.close()
-        except sqlite3.Error:
-            pass
-    return {i for i in ids if len(i) == 64}
-
-
-@pytest.fixture(autouse=True)
-def remove_leftover_cgroups(pallet_root: Path) -> Iterator[None]:
-    """After the test (pass or fail): kill its processes and remove its containers' cgroups."""
-    ids: set[str] = set()
-    try:
-        yield
-    finally:
-        ids = _container_ids(pallet_root)
-        kill_processes_under(pallet_root)
-        from pallet.runtime import cgroups
-
-        for cid in ids:
-            try:
-                cgroups.remove(f"/pallet/{cid}", timeout=5.0)
-            except OSError:
-                pass
 
 
 def kill9(pid: int) -> None:

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from monitor_helpers import cgroup_dirs, cid_of, remove_leftover_cgroups, state, wait_for
+from monitor_helpers import cgroup_dirs, cid_of, state, wait_for
 
 from conftest import Pallet, needs_root
 
 pytestmark = [needs_root(), pytest.mark.integration]
-__all__ = ["remove_leftover_cgroups"]  # the autouse fixture, imported to apply here
 
 TRAP_EXIT_7 = "trap 'exit 7' TERM; while :; do sleep 0.1; done"
 IGNORE_TERM = "trap '' TERM; while :; do sleep 0.1; done"

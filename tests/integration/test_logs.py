@@ -10,13 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from monitor_helpers import cid_of, remove_leftover_cgroups, state, wait_for
+from monitor_helpers import cid_of, state, wait_for
 
 from conftest import PALLET, Pallet, needs_root
 from pallet.runtime import jsonlog
-
-__all__ = ["remove_leftover_cgroups"]
-
 
 # ---- the writer (no containers) -------------------------------------------------------------------
 

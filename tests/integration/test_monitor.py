@@ -21,7 +21,6 @@ from monitor_helpers import (
     kill9,
     monitor_pid,
     mounted,
-    remove_leftover_cgroups,
     state,
     wait_for,
 )
@@ -30,7 +29,6 @@ from conftest import PALLET, Pallet, mounts_under, needs_root
 from pallet.runtime import oom, stream
 
 pytestmark = [needs_root(), pytest.mark.integration]
-__all__ = ["remove_leftover_cgroups"]
 
 
 def test_oom_count_parsing() -> None:

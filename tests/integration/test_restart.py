@@ -6,12 +6,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from monitor_helpers import inspect, remove_leftover_cgroups, state, wait_for
+from monitor_helpers import inspect, state, wait_for
 
 from conftest import Pallet, needs_root
 from pallet.runtime import restart
 
-__all__ = ["remove_leftover_cgroups"]
 integration = pytest.mark.integration
 
 
