@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import stat
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -151,14 +150,9 @@ def _run_process(session: BuildSession, bundle: Path, container_id: str, vertex:
     finally:
         os.close(read_fd)
         if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            from pallet.runtime.process import kill_and_reap
+
+            kill_and_reap(pid)
             session.canceller.unregister(pid)
         try:
             builtin.delete(bundle, container_id)

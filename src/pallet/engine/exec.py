@@ -35,9 +35,10 @@ def target(engine: Engine, ref: str) -> ExecTarget:
     """The running container `ref`; Conflict (exit 1, as docker) when it is not running or paused.
 
     Deliberately lean (exec's latency is the point): it reads the record and checks the init's pid
-    against its recorded start time itself, rather than through lifecycle.refresh and the monitor
-    module, whose imports cost ~15 ms here. A container whose init is alive can take an exec even if
-    its monitor died; one whose init is gone is not running whatever the record says."""
+    against its recorded start time itself, rather than through lifecycle.refresh. A container whose
+    init is alive can take an exec even if its monitor died; one whose init is gone is not running
+    whatever the record says."""
+    from pallet.runtime.monitor import process_start_time
     from pallet.state import containers as records
 
     found = records.find(engine.conn, ref)
@@ -48,7 +49,7 @@ def target(engine: Engine, ref: str) -> ExecTarget:
     rec = found[0]
     st = rec.state
     pid = int(st.get("Pid") or 0)
-    if not st.get("Running") or pid <= 0 or _start_time(pid) != st.get("PidStart"):
+    if not st.get("Running") or pid <= 0 or process_start_time(pid) != st.get("PidStart"):
         raise Conflict(f"container {rec.id} is not running")
     if st.get("Paused"):
         raise Conflict(f"Container {rec.id} is paused, unpause the container before exec")
@@ -56,19 +57,6 @@ def target(engine: Engine, ref: str) -> ExecTarget:
         raise Conflict(f"Container {rec.id} is restarting, wait until the container is running")
     env = list((rec.config.get("Config") or {}).get("Env") or [])
     return ExecTarget(rec.id, pid, engine.paths.container_dir(rec.id), env)
-
-
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat, as runtime/monitor.py's process_start_time records it (None for a
-    gone or zombie process)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    if len(fields) < 20 or fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
 
 
 def open_console(t: ExecTarget) -> tuple[int, int]:

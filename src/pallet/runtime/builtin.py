@@ -167,7 +167,7 @@ def create(
             os.close(master)
         os.close(start_w)
         if pid_b:
-            _kill_and_reap(pid_b)
+            process.kill_and_reap(pid_b)
         try:
             cgroups.remove(cpath, list(view.hierarchies))
         except OSError:
@@ -204,17 +204,12 @@ def delete(bundle: Path | str, container_id: str) -> None:
 def _read_reports(fd: int, own: Sequence[str]) -> tuple[int, list[str], str | None]:
     # Read to EOF: that comes once A has exited and B has either closed its end after "ok" or died, so
     # we always learn B's pid (A's "pid" line may arrive after B's "ok") and never leave B unreaped.
-    chunks = []
-    try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
+    data = process.read_to_eof(fd)
     pid = 0
     warnings: list[str] = []
     ok = False
     error: str | None = None
-    for line in [*own, *b"".join(chunks).decode(errors="replace").splitlines()]:
+    for line in [*own, *data.decode(errors="replace").splitlines()]:
         kind, _, text = line.partition(" ")
         text = text.rstrip()
         if kind == "pid":
@@ -235,14 +230,6 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
-
-
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _reap(pid)
 
 
 # --- A's work: in the forked A, or in the caller ---------------------------------------------------------

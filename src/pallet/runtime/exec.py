@@ -24,7 +24,6 @@ import errno
 import fcntl
 import json
 import os
-import signal
 from pathlib import Path
 
 from pallet.runtime import linux, process
@@ -277,10 +276,10 @@ def _spawn(plan: _Plan, pid_ns: int | None, stdio: tuple[int | None, int, int]) 
             linux.setns(own_pid_ns, linux.CLONE_NEWPID)
             os.close(own_pid_ns)
         os.close(report_w)
-    report = _read_all(report_r)
+    report = process.read_to_eof(report_r)
     if report:
         code, _, text = report.decode(errors="replace").partition(" ")[2].partition(" ")
-        _kill_and_reap(pid)
+        process.kill_and_reap(pid)
         raise ExecError(text.strip(), int(code) if code.isdigit() else 126)
     return pid
 
@@ -307,33 +306,6 @@ def _fork_into_cgroup(plan: _Plan) -> int:
         v2_join = os.path.join(plan.cgroup_v2_dir, "cgroup.procs")
         plan.cgroup_files = [f for f in plan.cgroup_files if f != v2_join]  # born there already
     return pid
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    try:
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except InterruptedError:
-                continue
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
-
-
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 # --- inside P: never return, never raise ---------------------------------------------------------------

@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import Mapping
 
 TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
 if TYPE_CHECKING:
+    import socket
     from typing import Any, NoReturn
 
 # argv: src dir, the fd the JSON payload comes on, then the container id (for `ps` readers).

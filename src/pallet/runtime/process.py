@@ -263,3 +263,29 @@ def merge_env(base: Sequence[str], env: Sequence[str]) -> list[str]:
             index[key] = len(merged)
             merged.append(item)
     return merged
+
+
+# --- for the caller of a child ---------------------------------------------------------------------------
+
+
+def read_to_eof(fd: int) -> bytes:
+    """Everything a child writes to the pipe `fd` until every writer has closed it; closes fd."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL a child of ours and wait for it (quietly, if it is gone already)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
