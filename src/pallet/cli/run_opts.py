@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 
+from pallet.durations import parse_go_duration
 from pallet.engine.hostconfig import go_quote, sysctl_allowed
 from pallet.engine.resources import ULIMIT_NAMES
 from pallet.errors import InvalidArgument
@@ -17,17 +18,6 @@ if TYPE_CHECKING:
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_DURATION_UNITS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_DURATION_PART = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
 _WHITESPACE = " \t"
 
 
@@ -84,35 +74,11 @@ def int_flag(flag: str, value: str | None, default: int = 0) -> int:
         raise flag_error(flag, value, f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
 
 
-def go_duration_ns(value: str) -> int:
-    """Go's time.ParseDuration, in nanoseconds: `1m30s`, `500ms`, `1.5h`, `0`."""
-    s = value
-    sign = 1
-    if s[:1] in ("+", "-"):
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ValueError(f'time: invalid duration "{value}"')
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if not m or m.group(1) in ("", "."):
-            if m is None and re.match(r"\d*\.?\d*$", s[pos:]):
-                raise ValueError(f'time: missing unit in duration "{value}"')
-            raise ValueError(f'time: invalid duration "{value}"')
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    return sign * int(round(total))
-
-
 def duration_flag(flag: str, value: str | None) -> int:
     if value is None:
         return 0
     try:
-        return go_duration_ns(value)
+        return parse_go_duration(value)
     except ValueError as e:
         raise flag_error(flag, value, str(e)) from None
 

@@ -13,6 +13,8 @@ import re
 import time
 from collections.abc import Collection, Iterable, Mapping
 
+from pallet.durations import go_quote, parse_go_duration
+
 __all__ = [
     "FilterError",
     "get_bool",
@@ -108,56 +110,12 @@ def get_bool(filters: Mapping[str, list[str]], key: str, default: bool) -> bool:
 # Go durations (time.ParseDuration)
 # =============================================================================
 
-_NANOS_PER_UNIT = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,  # µs, micro sign
-    "\u03bcs": 1_000,  # μs, Greek mu
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-}
-_DURATION_PART_RE = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
-_MAX_DURATION_NS = (1 << 63) - 1
-
-
-def _go_quote(s: str) -> str:
-    """Go's %q for the plain strings that show up in these messages."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def parse_duration(value: str) -> float:
     """time.ParseDuration, in seconds: ``300ms``, ``-1.5h``, ``2h45m``; units ns us µs ms s m h."""
-    invalid = FilterError(f"time: invalid duration {_go_quote(value)}")
-    s = value
-    negative = s[:1] == "-"
-    if s[:1] in ("-", "+"):
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
-        raise invalid
-    total_ns = 0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART_RE.match(s, pos)
-        assert m is not None  # every group may be empty
-        whole, frac, unit = m.groups()
-        if not whole and not frac:
-            raise invalid  # no digits, e.g. ".s" or a leading unit
-        if not unit:
-            raise FilterError(f"time: missing unit in duration {_go_quote(value)}")
-        if unit not in _NANOS_PER_UNIT:
-            raise FilterError(f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(value)}")
-        scale = _NANOS_PER_UNIT[unit]
-        total_ns += int(whole or "0") * scale
-        if frac:
-            total_ns += int(int(frac) * (scale / 10 ** len(frac)))
-        if total_ns > _MAX_DURATION_NS:
-            raise invalid
-        pos = m.end()
-    return (-total_ns if negative else total_ns) / 1e9
+    try:
+        return parse_go_duration(value) / 1e9
+    except ValueError as e:
+        raise FilterError(str(e)) from None
 
 
 # =============================================================================
@@ -294,16 +252,16 @@ def _go_time_parse(layout: str, value: str, local_offset: int) -> tuple[int, int
             rest, error = _parse_element(element, rest, fields)
         except _TimeParseError:
             raise FilterError(
-                f"parsing time {_go_quote(value)} as {_go_quote(layout)}: "
-                f"cannot parse {_go_quote(rest)} as {_go_quote(element)}"
+                f"parsing time {go_quote(value)} as {go_quote(layout)}: "
+                f"cannot parse {go_quote(rest)} as {go_quote(element)}"
             ) from None
         if error:
-            raise FilterError(f"parsing time {_go_quote(value)}: {error} out of range")
+            raise FilterError(f"parsing time {go_quote(value)}: {error} out of range")
     if rest:
-        raise FilterError(f"parsing time {_go_quote(value)}: extra text: {_go_quote(rest)}")
+        raise FilterError(f"parsing time {go_quote(value)}: extra text: {go_quote(rest)}")
     year, month, day = fields["year"], fields["01"], fields["02"]
     if not 1 <= day <= _days_in_month(year, month):
-        raise FilterError(f"parsing time {_go_quote(value)}: day out of range")
+        raise FilterError(f"parsing time {go_quote(value)}: day out of range")
     seconds = _days_from_civil(year, month, day) * 86400 + fields["15"] * 3600 + fields["04"] * 60
     seconds += fields["05"] - fields.get("offset", local_offset)
     return seconds, fields["nsec"]
@@ -332,7 +290,7 @@ def _parse_unix(value: str) -> float:
     """api/types/time.parseTimestamp: ``seconds[.fraction]``."""
     seconds, sep, fraction = value.partition(".")
     if not _UNIX_PART_RE.fullmatch(seconds) or (sep and not _UNIX_PART_RE.fullmatch(fraction)):
-        raise FilterError(f"failed to parse value as time or duration: {_go_quote(value)}")
+        raise FilterError(f"failed to parse value as time or duration: {go_quote(value)}")
     nanos = int(float(int(fraction)) * math.pow(10, 9 - len(fraction))) if sep else 0
     return int(seconds) + nanos / 1e9
 
