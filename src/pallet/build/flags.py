@@ -8,12 +8,12 @@ strconv.ParseBool, time.ParseDuration and go-units' RAMInBytes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pallet.build.gocompat import with_suggestion
-from pallet.durations import parse_go_duration
+from pallet.gounits import parse_go_duration
+from pallet.gounits import ram_in_bytes as parse_ram_bytes
 
 __all__ = ["Flag", "FlagError", "FlagSet", "parse_go_bool", "parse_go_duration", "parse_ram_bytes"]
 
@@ -104,17 +104,3 @@ def parse_go_bool(value: str) -> bool:
     raise ValueError(f"invalid syntax: {value!r}")
 
 
-_RAM = re.compile(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?")
-_RAM_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
-
-def parse_ram_bytes(text: str) -> int:
-    """go-units RAMInBytes: `64m`, `1g`, `512k`, `100` (binary multiples)."""
-    m = _RAM.fullmatch(text)
-    if m is None:
-        raise ValueError(f"invalid size: '{text}'")
-    try:
-        number = float(m.group(1))
-    except ValueError:
-        raise ValueError(f"invalid size: '{text}'") from None
-    return int(number * _RAM_UNITS[(m.group(2) or "").lower()])

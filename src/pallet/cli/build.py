@@ -146,8 +146,9 @@ def builder_prune(prog: str, args: list[str]) -> int:
     ns = p.parse(args)
     import time
 
-    from pallet.cli.units import human_size, parse_bytes
+    from pallet.cli.units import human_size
     from pallet.engine.filters import FilterError, parse_filters, parse_timestamp
+    from pallet.gounits import ram_in_bytes
 
     try:
         filters = parse_filters(ns.filter, {"until", "unused-for", "id", "type"})
@@ -156,7 +157,7 @@ def builder_prune(prog: str, args: list[str]) -> int:
     except FilterError as e:
         raise InvalidArgument(str(e)) from None
     try:
-        keep = parse_bytes(ns.keep_storage)
+        keep = ram_in_bytes(ns.keep_storage)
     except ValueError as e:
         raise InvalidArgument(str(e)) from None
     if not ns.force:

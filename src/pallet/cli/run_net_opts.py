@@ -6,8 +6,9 @@ HostConfig, Config and NetworkingConfig fields. The engine validates what needs 
 from __future__ import annotations
 
 from pallet.cli.args import Namespace, Parser
-from pallet.cli.run_opts import flag_error, ram_in_bytes
+from pallet.cli.run_opts import flag_error
 from pallet.errors import InvalidArgument
+from pallet.gounits import ram_in_bytes
 
 TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
 if TYPE_CHECKING:

@@ -7,32 +7,21 @@ from __future__ import annotations
 import os
 import re
 
-from pallet.durations import parse_go_duration
 from pallet.engine.hostconfig import go_quote, sysctl_allowed
 from pallet.engine.resources import ULIMIT_NAMES
 from pallet.errors import InvalidArgument
+from pallet.gounits import parse_go_duration, ram_in_bytes
 
 TYPE_CHECKING = False  # typing costs ~2 ms at import; the names are for annotations only
 if TYPE_CHECKING:
     from typing import Any
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
-_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _WHITESPACE = " \t"
 
 
 def flag_error(flag: str, value: str, reason: str) -> InvalidArgument:
     """pflag's message for a value its type refuses."""
     return InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: {reason}')
-
-
-def ram_in_bytes(value: str) -> int:
-    """go-units RAMInBytes: `64m`, `1.5g`, `512k`, `100` (binary multiples)."""
-    m = _SIZE.match(value)
-    if not m:
-        raise ValueError(f"invalid size: '{value}'")
-    unit = (m.group(2) or "").lower()
-    return int(float(m.group(1)) * _SIZE_UNITS.get(unit, 1))
 
 
 def mem_bytes(flag: str, value: str | None) -> int:

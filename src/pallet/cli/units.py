@@ -81,20 +81,3 @@ def ago(rfc3339: str) -> str:
         return human_duration(time.time() - parse_time(rfc3339)) + " ago"
     except ValueError:
         return "N/A"
-
-
-def parse_bytes(value: str) -> int:
-    """docker's RAMInBytes: `64m`, `1g`, `512k`, `100` (binary multiples)."""
-    v = value.strip().lower()
-    mult = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
-    if v.endswith("ib") or (v.endswith("b") and len(v) > 1 and v[-2] in mult):
-        v = v[:-2] if v.endswith("ib") else v[:-1]
-    unit = v[-1] if v and v[-1] in mult else "b"
-    num = v[:-1] if v and v[-1] in mult else v
-    try:
-        n = float(num)
-    except ValueError:
-        raise ValueError(f"invalid size: '{value}'") from None
-    if n < 0:
-        raise ValueError(f"invalid size: '{value}'")
-    return int(n * mult[unit])

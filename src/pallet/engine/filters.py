@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Collection, Iterable, Mapping
 
-from pallet.durations import go_quote, parse_go_duration
+from pallet.gounits import go_quote, parse_go_duration
 
 __all__ = [
     "FilterError",

@@ -78,6 +78,8 @@ def options(
             raise ValueError(f"unknown log opt '{key}' for json-file log driver")
     max_size, max_file = -1, 1
     if "max-size" in cfg:
+        from pallet.gounits import from_human_size
+
         max_size = from_human_size(cfg["max-size"])
         if max_size <= 0:
             raise ValueError("max-size must be a positive number")
@@ -99,17 +101,6 @@ def options(
         if compress and (max_file == 1 or "max-size" not in cfg):
             raise ValueError("compress cannot be true when max-file is less than 2 or max-size is not set")
     return LogOptions(max_size, max_file, compress, _attributes(cfg, info or {}))
-
-
-def from_human_size(value: str) -> int:
-    """go-units FromHumanSize: decimal multiples (`10m` = 10,000,000), `10MB`, `1.5g`, `100`."""
-    import re
-
-    m = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", value.strip())
-    if not m:
-        raise ValueError(f"invalid size: '{value}'")
-    mult = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
-    return int(float(m.group(1)) * mult[(m.group(2) or "").lower()])
 
 
 def _parse_bool(value: str) -> bool:

@@ -1,6 +1,7 @@
-"""Go's time.ParseDuration, which docker's duration flags (--health-interval, --stop-timeout...), its
-filters (until=, since=) and Dockerfile flags (HEALTHCHECK --interval) all use: `300ms`, `-1.5h`,
-`2h45m`; units ns us µs ms s m h; Go's error messages."""
+"""The Go parsers docker's inputs go through, with Go's error messages: time.ParseDuration (duration
+flags such as --health-interval, filters' until=/since=, Dockerfile flags such as HEALTHCHECK
+--interval) and go-units' RAMInBytes (--memory, --shm-size, tmpfs size=, --keep-storage, RUN --mount
+size=) and FromHumanSize (--log-opt max-size=)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ _NANOS_PER_UNIT = {
     "h": 3600 * 1_000_000_000,
 }
 _PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
+_SIZE = re.compile(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?")
+_SIZE_UNITS = "kmgtp"
 _MAX_NS = (1 << 63) - 1
 
 
@@ -56,3 +59,25 @@ def parse_go_duration(value: str) -> int:
             raise invalid
         pos = m.end()
     return -total_ns if negative else total_ns
+
+
+def _size(value: str, base: int) -> int:
+    m = _SIZE.fullmatch(value)
+    if m is None:
+        raise ValueError(f"invalid size: '{value}'")
+    try:
+        number = float(m.group(1))  # "1.2.3" matches the pattern, as in go-units, and fails here
+    except ValueError:
+        raise ValueError(f"invalid size: '{value}'") from None
+    unit = (m.group(2) or "").lower()
+    return int(number * base ** (_SIZE_UNITS.index(unit) + 1 if unit else 0))
+
+
+def ram_in_bytes(value: str) -> int:
+    """go-units RAMInBytes: binary multiples, `64m`, `1.5g`, `512KiB`, `100`."""
+    return _size(value, 1024)
+
+
+def from_human_size(value: str) -> int:
+    """go-units FromHumanSize: decimal multiples, `10m` = 10,000,000, `10MB`, `1.5g`, `100`."""
+    return _size(value, 1000)
