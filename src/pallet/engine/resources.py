@@ -133,27 +133,37 @@ def _check_memory(hc: dict[str, Any], warnings: list[str]) -> None:
     hc["OomKillDisable"] = oom_kill_disable
 
 
-def _check_cpu(hc: dict[str, Any], warnings: list[str]) -> None:
-    nano = int(hc.get("NanoCpus") or 0)
-    period = int(hc.get("CpuPeriod") or 0)
-    quota = int(hc.get("CpuQuota") or 0)
-    shares = int(hc.get("CpuShares") or 0)
-    ncpu = host_cpus()
+def check_cpu_conflicts(nano: int, period: int, quota: int) -> None:
+    """--cpus excludes --cpu-period and --cpu-quota (dockerd's messages; create and update)."""
     if nano > 0 and period > 0:
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
     if nano > 0 and quota > 0:
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
-    # Below 0.01 CPU the quota would be under the kernel's 1 ms minimum.
-    if nano < 0 or nano > ncpu * 1_000_000_000 or 0 < nano * CFS_PERIOD_US // 1_000_000_000 < 1000:
-        raise InvalidArgument(
-            f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
-        )
+
+
+def check_cfs(period: int, quota: int) -> None:
+    """The CFS period and quota the kernel takes (dockerd's messages; create and update)."""
     if period != 0 and not 1000 <= period <= 1_000_000:
         raise InvalidArgument(
             "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
         )
     if 0 < quota < 1000:
         raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+
+
+def _check_cpu(hc: dict[str, Any], warnings: list[str]) -> None:
+    nano = int(hc.get("NanoCpus") or 0)
+    period = int(hc.get("CpuPeriod") or 0)
+    quota = int(hc.get("CpuQuota") or 0)
+    shares = int(hc.get("CpuShares") or 0)
+    ncpu = host_cpus()
+    check_cpu_conflicts(nano, period, quota)
+    # Below 0.01 CPU the quota would be under the kernel's 1 ms minimum.
+    if nano < 0 or nano > ncpu * 1_000_000_000 or 0 < nano * CFS_PERIOD_US // 1_000_000_000 < 1000:
+        raise InvalidArgument(
+            f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )
+    check_cfs(period, quota)
     if shares < 0:
         raise InvalidArgument(f"invalid CPU shares ({shares}): value must be a positive integer")
     if 0 < shares < MIN_CPU_SHARES:

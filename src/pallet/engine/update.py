@@ -84,21 +84,13 @@ def verify(changes: dict[str, Any]) -> list[str]:
         raise InvalidArgument("Minimum memory reservation allowed is 6MB")
     if mem > 0 and reservation > 0 and mem < reservation:
         raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
-    if nano > 0 and period > 0:
-        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-    if nano > 0 and quota > 0:
-        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    resources.check_cpu_conflicts(nano, period, quota)
     ncpu = resources.host_cpus()
     if nano < 0 or nano > ncpu * 1_000_000_000:
         raise InvalidArgument(
             f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
         )
-    if period != 0 and not 1000 <= period <= 1_000_000:
-        raise InvalidArgument(
-            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
-        )
-    if 0 < quota < 1000:
-        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    resources.check_cfs(period, quota)
     if changes.get("CpusetCpus"):
         _check_cpuset(str(changes["CpusetCpus"]), ncpu)
     return []
