@@ -208,24 +208,10 @@ class ReadonlyView:
         self.close()
 
     def _mount(self) -> None:
-        from pallet.runtime import linux
-        from pallet.runtime.rootfs import MOUNT_DATA_MAX, short_link
+        from pallet.runtime import rootfs
 
-        layers = self.store.paths.layers
-        (layers / "empty").mkdir(exist_ok=True)
-        # At least two lower dirs: an overlay without an upper dir needs them on older kernels.
-        lowers = [short_link(layers, c) for c in reversed(self.chain)] + ["empty"]
-        data = f"lowerdir={':'.join(lowers)}"
-        if len(data) > MOUNT_DATA_MAX:
-            raise OSError(errno.E2BIG, f"too many layers for one overlay mount ({len(self.chain)})")
         with _MOUNT_LOCK:
-            cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.chdir(layers)
-                linux.mount("overlay", str(self.path), "overlay", linux.MS_RDONLY, data)
-            finally:
-                os.fchdir(cwd)
-                os.close(cwd)
+            rootfs.mount_readonly_overlay(self.store.paths.layers, self.chain, self.path)
         self.mounted = True
 
     def close(self) -> None:

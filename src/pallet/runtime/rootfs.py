@@ -59,20 +59,32 @@ def mount_overlay(
         empty.mkdir(exist_ok=True)
         lowers = ["empty"]
     data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},index=off"
-    if volatile:
-        data += ",volatile"
+    try:
+        _mount_from(layers_root, target, data + (",volatile" if volatile else ""), 0, len(chain_ids))
+    except OSError as e:
+        if not volatile or e.errno != errno.EINVAL:
+            raise
+        # A kernel before 5.10 has no volatile overlays: the plain mount is correct, only slower.
+        _mount_from(layers_root, target, data, 0, len(chain_ids))
+
+
+def mount_readonly_overlay(layers_root: Path, chain_ids: list[str], target: Path) -> None:
+    """A read-only overlay of the layers (bottom first), without an upper dir."""
+    (layers_root / "empty").mkdir(exist_ok=True)
+    # At least two lower dirs: an overlay without an upper dir needs them on older kernels.
+    lowers = [short_link(layers_root, c) for c in reversed(chain_ids)] + ["empty"]
+    _mount_from(layers_root, target, f"lowerdir={':'.join(lowers)}", linux.MS_RDONLY, len(chain_ids))
+
+
+def _mount_from(layers_root: Path, target: Path, data: str, flags: int, layers: int) -> None:
+    """The overlay mount, its lower dirs named by the short links relative to layers_root (so that
+    many layers fit in the one page of mount data)."""
     if len(data) > MOUNT_DATA_MAX:
-        raise OSError(errno.E2BIG, f"too many layers for one overlay mount ({len(chain_ids)})")
+        raise OSError(errno.E2BIG, f"too many layers for one overlay mount ({layers})")
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.chdir(layers_root)
-        try:
-            linux.mount("overlay", str(target), "overlay", 0, data)
-        except OSError as e:
-            if not volatile or e.errno != errno.EINVAL:
-                raise
-            # A kernel before 5.10 has no volatile overlays: the plain mount is correct, only slower.
-            linux.mount("overlay", str(target), "overlay", 0, data.removesuffix(",volatile"))
+        linux.mount("overlay", str(target), "overlay", flags, data)
     finally:
         os.fchdir(cwd)
         os.close(cwd)
