@@ -268,7 +268,7 @@ def _stage_a(plan: Plan, sync_w: int, start_r: int, report: Callable[..., None])
         stage = "fork"
         join_r, join_w = process.pipe_above_stdio()
         try:
-            pid, born_in_v2 = _fork_init(v2_fd)
+            pid, born_in_v2 = linux.fork_in_cgroup(v2_fd)
             if pid == 0:
                 run_init(plan, sync_w, start_r, join_r)
         finally:
@@ -315,13 +315,3 @@ def _send_seccomp(section: Mapping[str, Any], fd: int, report: Callable[..., Non
     data = b"%d\n" % flags + prog
     while data:
         data = data[os.write(fd, data) :]
-
-
-def _fork_init(cgroup_fd: int) -> tuple[int, bool]:
-    """Fork B, born in its v2 cgroup when the kernel lets us; (pid or 0 in B, whether it was)."""
-    if cgroup_fd >= 0:
-        try:
-            return linux.clone_into_cgroup(cgroup_fd), True
-        except OSError:
-            pass  # an older kernel, or clone3 filtered: fork, and move B afterwards
-    return os.fork(), False

@@ -295,14 +295,10 @@ def _fork_into_cgroup(plan: _Plan) -> int:
     except OSError:
         return os.fork()  # the container is going: P's join will tell
     try:
-        pid = linux.clone_into_cgroup(fd)
-    except OSError as e:
-        if e.errno == errno.ENOMEM:
-            raise  # the container's pid namespace is dying: the caller says so
-        return os.fork()
+        pid, born_there = linux.fork_in_cgroup(fd)
     finally:
         os.close(fd)  # in P too: it has no more use for it
-    if pid == 0:
+    if pid == 0 and born_there:
         v2_join = os.path.join(plan.cgroup_v2_dir, "cgroup.procs")
         plan.cgroup_files = [f for f in plan.cgroup_files if f != v2_join]  # born there already
     return pid

@@ -222,6 +222,20 @@ def clone_into_cgroup(cgroup_fd: int) -> int:
     return pid
 
 
+def fork_in_cgroup(cgroup_fd: int) -> tuple[int, bool]:
+    """fork(), the child born in the v2 cgroup `cgroup_fd` (-1: none) when the kernel lets us, see
+    clone_into_cgroup; returns (pid, or 0 in the child; whether it was born there). When clone3 is
+    refused this is a plain fork, except for ENOMEM (a dying pid namespace), which a fork would meet
+    too and is raised."""
+    if cgroup_fd >= 0:
+        try:
+            return clone_into_cgroup(cgroup_fd), True
+        except OSError as e:
+            if e.errno == errno.ENOMEM:
+                raise
+    return os.fork(), False
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     if _libc.sethostname(raw, len(raw)) != 0:
